@@ -1,0 +1,98 @@
+"""The Dask engine: one E-step task per row chunk, then a tree-reduce; one compute per pass.
+
+The graph of a pass is built from the array's own chunk keys, so the data are read where the
+scheduler runs the tasks (threads here, or the workers of a ``dask.distributed`` cluster) and
+only the small merged statistics come back to the client. Parameters travel as one literal in
+the graph, shared by every chunk task.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ..estep import EStepResult, chunk_estep, merge_results
+from ..families._base import Mixture
+from ._blas import single_threaded_blas
+
+
+class DaskEngine:
+    """Map the chunk kernel over the row chunks of a Dask array and tree-reduce the results.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_rows, n_features)
+        The data; the feature axis is rechunked to one block if it is not already.
+    sample_weight : dask.array.Array or ndarray of shape (n_rows,), or None
+        Row weights, rechunked to match ``X``'s rows.
+    split_every : int
+        Fan-in of the merge tree.
+    scheduler : str or None
+        Passed to ``dask.compute`` (None: the active ``distributed.Client`` if any, else
+        Dask's threaded scheduler).
+    """
+
+    def __init__(
+        self,
+        X: da.Array,
+        sample_weight: da.Array | np.ndarray | None = None,
+        split_every: int = 8,
+        scheduler: str | None = None,
+    ) -> None:
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        self.X = X
+        if sample_weight is not None:
+            if not isinstance(sample_weight, da.Array):
+                sample_weight = da.from_array(np.asarray(sample_weight), chunks=(X.chunks[0],))
+            elif sample_weight.chunks[0] != X.chunks[0]:
+                sample_weight = sample_weight.rechunk((X.chunks[0],))
+        self.sample_weight = sample_weight
+        self.split_every = max(2, int(split_every))
+        self.scheduler = scheduler
+        self._blocks = list(X.to_delayed().ravel())
+        self._weights = (
+            [None] * len(self._blocks)
+            if sample_weight is None
+            else list(sample_weight.to_delayed().ravel())
+        )
+        self._offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def graph(self, models: tuple[Mixture, ...]) -> dask.delayed:
+        """The lazy E-step of one pass: chunk tasks, then the merge tree."""
+        models = tuple(models)
+        shared = dask.delayed(models, traverse=False, pure=True)
+        families = tuple(model.family for model in models)
+        level = [
+            dask.delayed(chunk_estep, pure=True)(block, w, shared, offset)
+            for block, w, offset in zip(self._blocks, self._weights, self._offsets, strict=True)
+        ]
+        while len(level) > 1:
+            level = [
+                dask.delayed(merge_results, pure=True)(families, *level[i : i + self.split_every])
+                for i in range(0, len(level), self.split_every)
+            ]
+        return level[0]
+
+    def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
+        """One pass over the data: the merged E-step result of every model (one compute)."""
+        with single_threaded_blas():
+            (result,) = dask.compute(self.graph(models), scheduler=self.scheduler)
+        return result
+
+    def sample(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows (and their weights) at sorted ``indices``, in one compute."""
+        rows = self.X[indices]
+        w = None if self.sample_weight is None else self.sample_weight[indices]
+        with single_threaded_blas():
+            rows, w = dask.compute(rows, w, scheduler=self.scheduler)
+        return np.asarray(rows), w

@@ -1,0 +1,259 @@
+"""The chunk kernel: one pass over a chunk of rows gives each model's statistics.
+
+For every cache-sized block of the chunk: build the family's expanded features ``F`` once,
+then for each model ``log p = F @ A + b + log w`` (one GEMM), normalise with a log-sum-exp,
+and accumulate ``Σ r`` and ``respᵀ F`` (one more GEMM). Several models (restarts, a sweep over
+``K``) share the same read of the chunk and the same features.
+
+The functions here are pure and module-level: engines ship them to threads, processes or
+cluster workers together with the small parameter values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .families._base import Mixture, block_rows, log_weights
+
+# Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
+FLUSH_BELOW = 1e-300
+
+
+class EStepResult(NamedTuple):
+    """What a pass over some rows gives for a tuple of models.
+
+    Attributes
+    ----------
+    stats : tuple
+        The expected sufficient statistics of each model.
+    log_likelihood : ndarray of shape (n_models,)
+        ``Σ w log p(x)`` over the rows, for each model.
+    weight : float
+        ``Σ w``, the total sample weight of the rows.
+    n_rows : int
+        Number of rows.
+    """
+
+    stats: tuple
+    log_likelihood: np.ndarray
+    weight: float
+    n_rows: int
+
+
+def row_range(offset: int, start: int, stop: int) -> str:
+    """'rows a–b' (inclusive, 0-based) for local rows [start, stop) of a chunk at ``offset``."""
+    return f"rows {offset + start}–{offset + stop - 1}"
+
+
+def check_weights(sample_weight: np.ndarray | None, row_offset: int) -> None:
+    """Raise a ValueError naming the rows if any sample weight is negative or not finite."""
+    if sample_weight is None:
+        return
+    bad = ~np.isfinite(sample_weight) | (sample_weight < 0)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"sample_weight must be finite and non-negative; found {sample_weight[first]!r} at "
+            f"row {row_offset + first} (and {int(bad.sum()) - 1} more in "
+            f"{row_range(row_offset, 0, len(sample_weight))}). Fix or drop those weights."
+        )
+
+
+def _non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
+    finite = np.isfinite(X).all(axis=1) if X.dtype.kind == "f" else np.ones(len(X), bool)
+    if finite.all():
+        return ValueError(
+            f"the log-likelihood of {row_range(row_offset, 0, len(X))} is not finite although "
+            "every value is: some values are too large to square in float64. Rescale the "
+            "features (for example to unit variance)."
+        )
+    bad = np.flatnonzero(~finite)
+    return ValueError(
+        f"Input contains NaN or infinity: {len(bad)} row(s) in "
+        f"{row_range(row_offset, 0, len(X))}, the first at row {row_offset + bad[0]}. "
+        "Remove or impute those rows before fitting."
+    )
+
+
+def normalize_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row log-sum-exp and responsibilities from ``log_prob`` (N, K), overwritten in place.
+
+    Equivalent to ``scipy.special.logsumexp`` followed by ``exp(log_prob - lse)``, but with a
+    single exponentiation, which dominates the cost for large ``K``; responsibilities below
+    ``FLUSH_BELOW`` are flushed to zero.
+    """
+    peak = log_prob.max(axis=1, keepdims=True)
+    peak[~np.isfinite(peak)] = 0.0  # rows that are all -inf or NaN stay NaN/-inf below
+    log_prob -= peak
+    np.exp(log_prob, out=log_prob)
+    total = log_prob.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_prob /= total
+        norm = np.log(total[:, 0])
+    norm += peak[:, 0]
+    log_prob[log_prob < FLUSH_BELOW] = 0.0
+    return norm, log_prob
+
+
+def chunk_estep(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    models: tuple[Mixture, ...],
+    row_offset: int = 0,
+) -> EStepResult:
+    """Expected sufficient statistics and log-likelihood of one chunk for each model.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        The chunk, any real or integer dtype; blocks are converted to float64 one at a time.
+    sample_weight : ndarray of shape (n_rows,) or None
+        Row weights (None: all ones).
+    models : tuple of Mixture
+        The models to evaluate; they share this read of the chunk.
+    row_offset : int
+        Index of the chunk's first row in the whole data, used in error messages.
+
+    Returns
+    -------
+    EStepResult
+    """
+    X = np.asarray(X)
+    n = X.shape[0]
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        check_weights(sample_weight, row_offset)
+    weight = float(n if sample_weight is None else sample_weight.sum())
+
+    references: dict[Any, Any] = {}
+    terms = []  # per model: (family, A, b, log weights)
+    for model in models:
+        family = model.family
+        key = family.feature_key
+        if key not in references:
+            references[key] = family.reference(X) if n else family.reference(X[:1] * 0)
+        A, b = family.coefficients(model.params, references[key])
+        terms.append((family, A, b + log_weights(model.weights)))
+
+    counts = [np.zeros(A.shape[1]) for _, A, _ in terms]
+    sums = [np.zeros((A.shape[1], A.shape[0])) for _, A, _ in terms]
+    log_likelihood = np.zeros(len(models))
+    n_expanded = max(A.shape[0] for _, A, _ in terms)
+    step = block_rows(n_expanded)
+
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = X[start:stop]
+        w = None if sample_weight is None else sample_weight[start:stop]
+        features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
+        for i, (family, A, b) in enumerate(terms):
+            key = family.feature_key
+            if key not in features:
+                problem = family.check_block(block)
+                if problem is not None:
+                    raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
+                features[key] = (
+                    family.features(block, references[key]),
+                    family.base_log_measure(block),
+                )
+            F, h = features[key]
+            log_prob = F @ A
+            log_prob += b
+            norm, resp = normalize_log_prob(log_prob)
+            if h is not None:
+                norm += h
+            if w is None:
+                log_likelihood[i] += norm.sum()
+            else:
+                log_likelihood[i] += w @ norm
+                resp *= w[:, None]
+            counts[i] += resp.sum(axis=0)
+            sums[i] += resp.T @ F
+        if not np.all(np.isfinite(log_likelihood)):
+            raise _non_finite_error(block, row_offset + start)
+
+    stats = tuple(
+        family.finalize(c, s, references[family.feature_key])
+        for (family, _, _), c, s in zip(terms, counts, sums, strict=True)
+    )
+    return EStepResult(stats, log_likelihood, weight, n)
+
+
+def merge_results(families: tuple, *results: EStepResult) -> EStepResult:
+    """Merge E-step results of disjoint rows, left to right (one step of a tree-reduce).
+
+    ``families`` gives, for each model, the family whose ``merge`` combines its statistics.
+    """
+    stats, log_likelihood, weight, n_rows = results[0]
+    for other in results[1:]:
+        stats = tuple(
+            family.merge(a, b) for family, a, b in zip(families, stats, other.stats, strict=True)
+        )
+        log_likelihood = log_likelihood + other.log_likelihood
+        weight += other.weight
+        n_rows += other.n_rows
+    return EStepResult(stats, log_likelihood, weight, n_rows)
+
+
+def tree_merge(families: tuple, results: list[EStepResult], split_every: int) -> EStepResult:
+    """Merge a list of results in memory with the same tree a Dask tree-reduce would use."""
+    while len(results) > 1:
+        results = [
+            merge_results(families, *results[i : i + split_every])
+            for i in range(0, len(results), split_every)
+        ]
+    return results[0]
+
+
+def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """``log w_k + log p_k(x)`` for every row and component, shape (n_rows, K), block-wise."""
+    X = np.asarray(X)
+    family = model.family
+    n = X.shape[0]
+    out = np.empty((n, model.n_components))
+    if n == 0:
+        return out
+    reference = family.reference(X)
+    A, b = family.coefficients(model.params, reference)
+    b = b + log_weights(model.weights)
+    step = block_rows(A.shape[0])
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = X[start:stop]
+        problem = family.check_block(block)
+        if problem is not None:
+            raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
+        np.matmul(family.features(block, reference), A, out=out[start:stop])
+        out[start:stop] += b
+        h = family.base_log_measure(block)
+        if h is not None:
+            out[start:stop] += h[:, None]
+    return out
+
+
+def chunk_log_prob_resp(
+    X: np.ndarray, model: Mixture, row_offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row log-likelihood (n_rows,) and responsibilities (n_rows, K) of one chunk."""
+    X = np.asarray(X)
+    norm, resp = normalize_log_prob(weighted_log_prob(X, model, row_offset))
+    if not np.all(np.isfinite(norm)):
+        raise _non_finite_error(X, row_offset)
+    return norm, resp
+
+
+def chunk_predict(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """Most probable component of each row of a chunk."""
+    return chunk_log_prob_resp(X, model, row_offset)[1].argmax(axis=1)
+
+
+def chunk_predict_proba(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """Responsibilities of each component for each row of a chunk."""
+    return chunk_log_prob_resp(X, model, row_offset)[1]
+
+
+def chunk_score_samples(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """Log-likelihood of each row of a chunk under the mixture."""
+    return chunk_log_prob_resp(X, model, row_offset)[0]

@@ -1,0 +1,5 @@
+"""The classes users import: thin, scikit-learn compatible estimators."""
+
+from .gaussian import GaussianMixture
+
+__all__ = ["GaussianMixture"]

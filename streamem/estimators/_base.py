@@ -1,0 +1,391 @@
+"""What every streamem estimator shares: fitting, prediction, scoring and sampling.
+
+A concrete estimator says only which family it fits, how its user-given initial parameters
+are checked and applied, and how a fitted model maps to its ``_``-suffixed attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .._validation import check_float, check_int, check_option, check_sample_weight
+from ..drivers.batch import best_result, fit_em
+from ..drivers.init import (
+    INIT_PARAMS,
+    initial_responsibilities,
+    model_from_responsibilities,
+    sample_indices,
+)
+from ..engines import DaskEngine, NumpyEngine
+from ..estep import chunk_predict, chunk_predict_proba, chunk_score_samples
+from ..families._base import Mixture
+from ..sources import as_rows, chunk_rows, is_lazy
+
+ALGORITHMS = ("batch",)
+
+
+def _rows_task(block: np.ndarray, kernel: Any, model: Mixture, block_info=None) -> np.ndarray:
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    return kernel(block, model, offset)
+
+
+class _InitSample:
+    """A uniform sample of rows, drawn from the engine the first time it is needed."""
+
+    def __init__(self, engine: Any, size: int, rng: np.random.RandomState) -> None:
+        self.engine, self.size, self.rng = engine, size, rng
+        self._rows: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._rows is None:
+            indices = sample_indices(self.engine.n_rows, self.size, self.rng)
+            if indices is None and isinstance(self.engine, NumpyEngine):
+                self._rows = (self.engine.X, self.engine.sample_weight)
+            else:
+                if indices is None:
+                    indices = np.arange(self.engine.n_rows)
+                self._rows = self.engine.sample(indices)
+        return self._rows
+
+    def rows(self) -> np.ndarray:
+        return np.asarray(self()[0], dtype=np.float64)
+
+
+class MixtureEstimator(DensityMixin, BaseEstimator):
+    """Base class of the streamem estimators (not for direct use)."""
+
+    # -- what subclasses provide ---------------------------------------------------------------
+
+    def _family(self) -> Any:
+        raise NotImplementedError
+
+    def _check_initial_parameters(self, n_features: int) -> None:
+        """Validate the user's ``*_init`` parameters for ``n_features`` features."""
+
+    def _needs_responsibilities(self) -> bool:
+        """Whether the user's ``*_init`` parameters leave anything to initialise from data."""
+        return True
+
+    def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:
+        """``model`` with the user's ``*_init`` parameters put in place."""
+        raise NotImplementedError
+
+    def _set_model(self, model: Mixture) -> None:
+        raise NotImplementedError
+
+    def _get_model(self) -> Mixture:
+        raise NotImplementedError
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        owner = type(self).__name__
+        check_int("n_components", self.n_components, 1, owner)
+        check_float("tol", self.tol, owner, low=0.0)
+        check_int("max_iter", self.max_iter, 0, owner)
+        check_int("n_init", self.n_init, 1, owner)
+        check_option("init_params", self.init_params, INIT_PARAMS, owner)
+        check_int("init_size", self.init_size, 1, owner)
+        check_int("verbose", int(self.verbose), 0, owner)
+        check_int("split_every", self.split_every, 2, owner)
+        if self.chunk_size is not None and not isinstance(self.chunk_size, str):
+            check_int("chunk_size", self.chunk_size, 1, owner)
+
+    def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> np.ndarray | da.Array:
+        return as_rows(X, self, reset=reset, min_rows=min_rows)
+
+    def _engine(self, X: np.ndarray | da.Array, sample_weight: Any) -> Any:
+        rows = chunk_rows(self.chunk_size, X.shape[1], X.dtype.itemsize)
+        if is_lazy(X):
+            if rows is not None:
+                X = X.rechunk({0: rows, 1: -1})
+            if sample_weight is not None and not is_lazy(sample_weight):
+                sample_weight = check_sample_weight(sample_weight, X.shape[0])
+            elif sample_weight is not None and sample_weight.shape != (X.shape[0],):
+                raise ValueError(
+                    f"sample_weight must have shape ({X.shape[0]},) to match the rows of X, "
+                    f"got {sample_weight.shape}."
+                )
+            return DaskEngine(X, sample_weight, split_every=self.split_every)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        return NumpyEngine(X, sample_weight, chunk_rows=rows, split_every=self.split_every)
+
+    # -- fitting -------------------------------------------------------------------------------
+
+    def _initial_model(
+        self, family: Any, sample: _InitSample, rng: np.random.RandomState, n_features: int
+    ) -> Mixture:
+        model = None
+        if self._needs_responsibilities():
+            X, w = sample()
+            resp = initial_responsibilities(X, w, self.n_components, self.init_params, rng)
+            model = model_from_responsibilities(family, X, w, resp)
+        return self._apply_initial_parameters(model, n_features)
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MixtureEstimator:
+        """Estimate the model parameters with the EM algorithm.
+
+        The model is fitted ``n_init`` times (all restarts advance together, one pass over the
+        data per iteration) and the parameters with the largest final log-likelihood are kept.
+        Each restart stops when the mean log-likelihood changes by less than ``tol``, or after
+        ``max_iter`` iterations.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The data. Dask arrays are fitted chunk by chunk without being loaded.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each row (a row of weight 2 counts as two copies).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit the model to ``X`` and return the most probable component of each row.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each row.
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            Component labels (lazy for Dask input).
+        """
+        return self._fit(X, sample_weight).predict(X)
+
+    def _fit(self, X: Any, sample_weight: Any) -> MixtureEstimator:
+        self._check_parameters()
+        owner = type(self).__name__
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        X = self._rows(X, reset=do_init, min_rows=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {X.shape[0]}"
+            )
+        n_features = X.shape[1]
+        self._check_initial_parameters(n_features)
+        family = self._family()
+        engine = self._engine(X, sample_weight)
+        rng = check_random_state(self.random_state)
+        sample = _InitSample(engine, self.init_size, rng)
+        if do_init:
+            models = [
+                self._initial_model(family, sample, rng, n_features) for _ in range(self.n_init)
+            ]
+            lower_bound = -math.inf
+        else:
+            previous = self._get_model()
+            models = [Mixture(family, previous.weights, previous.params)]
+            lower_bound = self.lower_bound_
+
+        with tqdm(
+            total=self.max_iter,
+            desc=f"{owner} EM",
+            unit="it",
+            disable=not self.verbose,
+            leave=False,
+        ) as progress:
+            results = fit_em(
+                engine,
+                models,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                learn_weights=self.learn_weights,
+                lower_bound=lower_bound,
+                reseed_rows=sample.rows,
+                callback=self.callback,
+                progress=progress,
+            )
+        best = best_result(results)
+        self._set_model(best.model)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound if best.lower_bounds else -math.inf
+        self.lower_bounds_ = list(best.lower_bounds)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def _map_rows(self, X: Any, kernel: Any, n_columns: int | None, dtype: Any) -> Any:
+        check_is_fitted(self)
+        X = self._rows(X, reset=False)
+        model = self._get_model()
+        if not is_lazy(X):
+            return kernel(X, model, 0)
+        shared = dask.delayed(model, traverse=False, pure=True)
+        if n_columns is None:
+            return X.map_blocks(
+                _rows_task, kernel, shared, drop_axis=1, dtype=dtype, meta=np.empty(0, dtype)
+            )
+        return X.map_blocks(
+            _rows_task,
+            kernel,
+            shared,
+            chunks=(X.chunks[0], (n_columns,)),
+            dtype=dtype,
+            meta=np.empty((0, 0), dtype),
+        )
+
+    def predict(self, X: Any) -> Any:
+        """The most probable component of each row.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            Component labels (lazy for Dask input).
+        """
+        return self._map_rows(X, chunk_predict, None, np.int64)
+
+    def predict_proba(self, X: Any) -> Any:
+        """Posterior probability of each component for each row.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
+            Responsibilities (lazy for Dask input).
+        """
+        return self._map_rows(X, chunk_predict_proba, self.n_components, np.float64)
+
+    def score_samples(self, X: Any) -> Any:
+        """Log-likelihood of each row under the mixture.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        log_prob : ndarray or dask.array.Array of shape (n_samples,)
+            ``log p(x)`` of each row (lazy for Dask input).
+        """
+        return self._map_rows(X, chunk_score_samples, None, np.float64)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` (computed, also for Dask input).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        scores = self.score_samples(X)
+        if is_lazy(scores):
+            return float(scores.mean().compute())
+        return float(scores.mean())
+
+    def _n_parameters(self) -> int:
+        model = self._get_model()
+        return model.family.n_parameters(model.params) + model.n_components - 1
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion of the model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        bic : float
+        """
+        n = self._rows(X, reset=False).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion of the model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        aic : float
+        """
+        n = self._rows(X, reset=False).shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw random rows from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The rows, grouped by component.
+        y : ndarray of shape (n_samples,)
+            The component each row was drawn from.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least "
+                "one sample."
+            )
+        model = self._get_model()
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, model.weights)
+        X = model.family.sample(model.params, counts, rng)
+        y = np.repeat(np.arange(model.n_components), counts)
+        return X, y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,144 @@
+"""The contract every component family fulfils, and the mixture value built on it.
+
+Every family in streamem is an exponential family written in *expanded features*: the
+log-density of component ``k`` at a row ``x`` is
+
+    log p_k(x) = F(x) · A[:, k] + b[k] + h(x)
+
+where ``F(x)`` is a row of sufficient-statistic features (``[x, x²]`` for a diagonal Gaussian,
+``[x, x_i x_j]`` for a full one, ``x`` itself for a Bernoulli), ``A`` and ``b`` are the natural
+parameters and log-normalisers of the ``K`` components, and ``h(x)`` is the base measure, which
+does not depend on the component. The E-step of a block of rows is then one GEMM ``F @ A``, a
+log-sum-exp, and one more GEMM ``respᵀ @ F`` for the expected sufficient statistics. One kernel
+(:mod:`streamem.estep`) serves every family; a family only says how to build ``F``, ``A``,
+``b``, ``h`` and how to turn the summed statistics into parameters.
+
+A family may centre the features on a *reference* point computed per chunk (Gaussians use the
+chunk's column means), which keeps the expanded products free of cancellation for data far
+from the origin; statistics are converted back to a reference-free form at the end of each
+chunk (``finalize``), so chunks with different references merge exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+# Expanded-feature bytes per block of rows: small enough to stay in cache between the GEMMs.
+BLOCK_BYTES = 2 << 20
+MIN_BLOCK_ROWS = 256
+
+# Added to component counts before dividing, as scikit-learn does, so that an empty component
+# divides by a tiny number instead of zero.
+COUNT_EPS = 10 * np.finfo(np.float64).eps
+
+
+class Family(Protocol):
+    """What the E-step kernel, the engines and the drivers need from a component family.
+
+    Implementations are small frozen dataclasses holding configuration only (for example the
+    covariance type and ``reg_covar``); parameters and statistics are passed in and out as
+    NamedTuples of NumPy arrays, so every method is a pure function and pickles to workers.
+    """
+
+    #: Families whose ``feature_key`` is equal build identical features from the same block,
+    #: so the kernel builds them once when several models share a pass over the data.
+    feature_key: Hashable
+
+    def reference(self, X: np.ndarray) -> np.ndarray | None:
+        """A point to centre the features of one chunk on (or None)."""
+
+    def features(self, X: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+        """Expanded features ``F`` of a block of rows, float64 of shape (B, P)."""
+
+    def coefficients(
+        self, params: Any, reference: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Natural parameters ``A`` (P, K) and log-normalisers ``b`` (K,) for ``features``."""
+
+    def base_log_measure(self, X: np.ndarray) -> np.ndarray | None:
+        """``h(x)`` for each row of a block (B,), or None when it is zero."""
+
+    def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
+        """Turn summed ``counts`` (K,) and ``respᵀ F`` (K, P) into reference-free statistics."""
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """Statistics of the union of the rows behind ``a`` and ``b`` (associative)."""
+
+    def subtract(self, total: Any, part: Any) -> Any:
+        """Statistics of the rows behind ``total`` without those behind ``part``."""
+
+    def scale(self, stats: Any, factor: float) -> Any:
+        """Statistics with every row weight multiplied by ``factor``."""
+
+    def m_step(self, stats: Any) -> tuple[Any, list[str]]:
+        """Maximum-likelihood parameters from statistics, and warnings about repairs made."""
+
+    def check_block(self, X: np.ndarray) -> str | None:
+        """Why a block of validated numeric rows is not valid data for this family, or None."""
+
+    def n_parameters(self, params: Any) -> int:
+        """Number of free parameters of the components (mixture weights excluded)."""
+
+    def sample(self, params: Any, counts: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+        """``counts[k]`` random rows from each component ``k``, stacked in component order."""
+
+    def reseed(self, params: Any, component: int, row: np.ndarray, stats: Any) -> Any:
+        """Parameters with one collapsed ``component`` restarted at a data ``row``."""
+
+
+class Mixture(NamedTuple):
+    """A mixture model as a value: a family, its mixture weights and its component parameters."""
+
+    family: Any
+    weights: np.ndarray
+    params: Any
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+
+def block_rows(n_expanded_features: int) -> int:
+    """Rows per block so that a block's float64 features take about ``BLOCK_BYTES``."""
+    return max(MIN_BLOCK_ROWS, BLOCK_BYTES // (8 * max(n_expanded_features, 1)))
+
+
+def log_weights(weights: np.ndarray) -> np.ndarray:
+    """Logarithm of mixture weights; a zero weight gives -inf without a warning."""
+    with np.errstate(divide="ignore"):
+        return np.log(weights)
+
+
+def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
+    """Log-density of each row of ``X`` under each component, shape (N, K)."""
+    reference = family.reference(X)
+    A, b = family.coefficients(params, reference)
+    log_prob = family.features(X, reference) @ A
+    log_prob += b
+    h = family.base_log_measure(X)
+    if h is not None:
+        log_prob += h[:, None]
+    return log_prob
+
+
+def stats_from_responsibilities(
+    family: Any, X: np.ndarray, responsibilities: np.ndarray
+) -> Any:
+    """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
+    reference = family.reference(X)
+    responsibilities = np.asarray(responsibilities, dtype=np.float64)
+    sums = 0.0
+    step = block_rows(X.shape[1] ** 2)
+    for start in range(0, X.shape[0], step):
+        block = slice(start, start + step)
+        sums = sums + responsibilities[block].T @ family.features(X[block], reference)
+    return family.finalize(responsibilities.sum(axis=0), sums, reference)
+
+
+def merge_weights(counts: np.ndarray) -> np.ndarray:
+    """The mixture weights the M-step gives for component ``counts``."""
+    weights = counts + COUNT_EPS
+    return weights / weights.sum()
