@@ -57,9 +57,8 @@ def check_array_shape(
     """``value`` as a finite float64 array of exactly ``shape``."""
     array = np.asarray(value, dtype=np.float64)
     if array.shape != shape:
-        raise ValueError(
-            f"{owner}: {name} must have shape {shape}, got {array.shape}.{' ' + hint if hint else ''}"
-        )
+        suffix = f" {hint}" if hint else ""
+        raise ValueError(f"{owner}: {name} must have shape {shape}, got {array.shape}.{suffix}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{owner}: {name} contains NaN or infinity.")
     return array
@@ -75,8 +74,7 @@ def check_weights_init(weights: Any, n_components: int, owner: str) -> np.ndarra
         )
     if not np.allclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
         raise ValueError(
-            f"{owner}: weights_init must sum to 1, got {weights.sum():.8g}. Divide it by its "
-            "sum."
+            f"{owner}: weights_init must sum to 1, got {weights.sum():.8g}. Divide it by its sum."
         )
     return weights
 

@@ -15,9 +15,7 @@ def is_lazy(X: Any) -> bool:
     return isinstance(X, da.Array)
 
 
-def as_rows(
-    X: Any, estimator: Any, *, reset: bool, min_rows: int = 1
-) -> np.ndarray | da.Array:
+def as_rows(X: Any, estimator: Any, *, reset: bool, min_rows: int = 1) -> np.ndarray | da.Array:
     """Validate ``X`` as a 2-D numeric array of rows for ``estimator``.
 
     In-memory inputs go through scikit-learn's ``validate_data`` (which also records

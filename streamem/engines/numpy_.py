@@ -84,9 +84,7 @@ class NumpyEngine:
         families = tuple(model.family for model in models)
         return tree_merge(families, results, self.split_every)
 
-    def sample(
-        self, indices: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows (and their weights) at sorted ``indices``."""
         w = None if self.sample_weight is None else self.sample_weight[indices]
         return np.asarray(self.X[indices]), w

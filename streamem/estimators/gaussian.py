@@ -205,15 +205,16 @@ class GaussianMixture(MixtureEstimator):
             else:
                 matrices = precisions[None] if precisions.ndim == 2 else precisions
                 for k, matrix in enumerate(matrices):
-                    if not np.allclose(matrix, matrix.T) or np.any(np.linalg.eigvalsh(matrix) <= 0):
+                    symmetric = np.allclose(matrix, matrix.T)
+                    if not symmetric or np.any(np.linalg.eigvalsh(matrix) <= 0):
                         raise ValueError(
                             f"{owner}: precisions_init[{k}] must be symmetric and positive "
                             "definite."
                         )
 
     def _needs_responsibilities(self) -> bool:
-        return self.means_init is None or self.precisions_init is None or (
-            self.weights_init is None
+        return (
+            self.means_init is None or self.precisions_init is None or (self.weights_init is None)
         )
 
     def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:

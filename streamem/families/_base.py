@@ -124,9 +124,7 @@ def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
     return log_prob
 
 
-def stats_from_responsibilities(
-    family: Any, X: np.ndarray, responsibilities: np.ndarray
-) -> Any:
+def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np.ndarray) -> Any:
     """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
     reference = family.reference(X)
     responsibilities = np.asarray(responsibilities, dtype=np.float64)

@@ -224,9 +224,7 @@ class Gaussian:
         d = params.means.shape[1]
         if kind in ("full", "tied"):
             covariances = (
-                params.covariances
-                if kind == "full"
-                else [params.covariances] * len(params.means)
+                params.covariances if kind == "full" else [params.covariances] * len(params.means)
             )
             parts = [
                 rng.multivariate_normal(mean, covariance, int(n))
