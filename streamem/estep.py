@@ -133,7 +133,7 @@ def chunk_estep(
         family = model.family
         key = family.feature_key
         if key not in references:
-            references[key] = family.reference(X) if n else family.reference(X[:1] * 0)
+            references[key] = family.reference(X)
         A, b = family.coefficients(model.params, references[key])
         terms.append((family, A, b + log_weights(model.weights)))
 
@@ -146,29 +146,32 @@ def chunk_estep(
     for start in range(0, n, step):
         stop = min(start + step, n)
         block = X[start:stop]
-        w = None if sample_weight is None else sample_weight[start:stop]
         features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
-        for i, (family, A, b) in enumerate(terms):
+        for family, _, _ in terms:
             key = family.feature_key
             if key not in features:
                 problem = family.check_block(block)
                 if problem is not None:
                     raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
-                features[key] = (
-                    family.features(block, references[key]),
-                    family.base_log_measure(block),
-                )
-            F, h = features[key]
-            log_prob = F @ A
-            log_prob += b
-            norm, resp = normalize_log_prob(log_prob)
-            if h is not None:
-                norm += h
-            if w is None:
-                log_likelihood[i] += norm.sum()
-            else:
-                log_likelihood[i] += w @ norm
-                resp *= w[:, None]
+                with np.errstate(invalid="ignore", over="ignore"):  # checked below
+                    features[key] = (
+                        family.features(block, references[key]),
+                        family.base_log_measure(block),
+                    )
+        w = None if sample_weight is None else sample_weight[start:stop]
+        for i, (family, A, b) in enumerate(terms):
+            F, h = features[family.feature_key]
+            with np.errstate(invalid="ignore", over="ignore"):
+                log_prob = F @ A
+                log_prob += b
+                norm, resp = normalize_log_prob(log_prob)
+                if h is not None:
+                    norm += h
+                if w is None:
+                    log_likelihood[i] += norm.sum()
+                else:
+                    log_likelihood[i] += w @ norm
+                    resp *= w[:, None]
             counts[i] += resp.sum(axis=0)
             sums[i] += resp.T @ F
         if not np.all(np.isfinite(log_likelihood)):
@@ -225,11 +228,12 @@ def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.
         problem = family.check_block(block)
         if problem is not None:
             raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
-        np.matmul(family.features(block, reference), A, out=out[start:stop])
-        out[start:stop] += b
-        h = family.base_log_measure(block)
-        if h is not None:
-            out[start:stop] += h[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows raise later
+            np.matmul(family.features(block, reference), A, out=out[start:stop])
+            out[start:stop] += b
+            h = family.base_log_measure(block)
+            if h is not None:
+                out[start:stop] += h[:, None]
     return out
 
 
@@ -238,7 +242,8 @@ def chunk_log_prob_resp(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row log-likelihood (n_rows,) and responsibilities (n_rows, K) of one chunk."""
     X = np.asarray(X)
-    norm, resp = normalize_log_prob(weighted_log_prob(X, model, row_offset))
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm, resp = normalize_log_prob(weighted_log_prob(X, model, row_offset))
     if not np.all(np.isfinite(norm)):
         raise _non_finite_error(X, row_offset)
     return norm, resp

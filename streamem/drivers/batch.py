@@ -63,7 +63,7 @@ def m_step(
     total_weight: float,
     *,
     learn_weights: bool = True,
-    reseed_rows: np.ndarray | None = None,
+    reseed_rows: np.ndarray | Callable[[], np.ndarray] | None = None,
 ) -> tuple[Mixture, list[str]]:
     """New parameters from merged statistics, repairing degenerate components.
 
@@ -82,6 +82,8 @@ def m_step(
     threshold = COLLAPSED_ROWS * total_weight / max(n_rows, 1)
     collapsed = np.flatnonzero(stats.counts < threshold)
     if collapsed.size and reseed_rows is not None and len(collapsed) < model.n_components:
+        if callable(reseed_rows):
+            reseed_rows = reseed_rows()
         scores = chunk_log_prob_resp(reseed_rows, Mixture(family, weights, params))[0]
         order = np.argsort(scores, kind="stable")
         weights = weights.copy()
@@ -105,7 +107,7 @@ def fit_em(
     max_iter: int = 100,
     learn_weights: bool = True,
     lower_bound: float = -math.inf,
-    reseed_rows: np.ndarray | None = None,
+    reseed_rows: np.ndarray | Callable[[], np.ndarray] | None = None,
     callback: Callable[[Iteration], Any] | None = None,
     progress: Any = None,
 ) -> list[FitResult]:
@@ -125,8 +127,9 @@ def fit_em(
         Whether the M-step updates the mixture weights.
     lower_bound : float
         The mean log-likelihood to measure the first change against (warm starts).
-    reseed_rows : ndarray or None
-        Rows to re-seed collapsed components at (typically the initialisation sample).
+    reseed_rows : ndarray, callable returning one, or None
+        Rows to re-seed collapsed components at (typically the initialisation sample, drawn
+        only when first needed).
     callback : callable or None
         Called with an :class:`Iteration` after every M-step of every model.
     progress : object or None

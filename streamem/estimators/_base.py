@@ -51,11 +51,22 @@ class _InitSample:
         if self._rows is None:
             indices = sample_indices(self.engine.n_rows, self.size, self.rng)
             if indices is None and isinstance(self.engine, NumpyEngine):
-                self._rows = (self.engine.X, self.engine.sample_weight)
+                rows = (self.engine.X, self.engine.sample_weight)
             else:
                 if indices is None:
                     indices = np.arange(self.engine.n_rows)
-                self._rows = self.engine.sample(indices)
+                rows = self.engine.sample(indices)
+            if rows[0].dtype.kind == "f":
+                finite = np.isfinite(rows[0]).all(axis=1)
+                if not finite.all():
+                    bad = np.flatnonzero(~finite)
+                    where = bad if indices is None else indices[bad]
+                    raise ValueError(
+                        f"Input contains NaN or infinity: row {where[0]} (and "
+                        f"{len(bad) - 1} more among the rows sampled to initialise from). "
+                        "Remove or impute those rows before fitting."
+                    )
+            self._rows = rows
         return self._rows
 
     def rows(self) -> np.ndarray:

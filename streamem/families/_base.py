@@ -128,7 +128,7 @@ def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np
     """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
     reference = family.reference(X)
     responsibilities = np.asarray(responsibilities, dtype=np.float64)
-    sums = 0.0
+    sums = responsibilities[:0].T @ family.features(X[:0], reference)  # zeros (K, P)
     step = block_rows(X.shape[1] ** 2)
     for start in range(0, X.shape[0], step):
         block = slice(start, start + step)

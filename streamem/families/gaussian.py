@@ -67,7 +67,16 @@ class Gaussian:
     # -- E-step ------------------------------------------------------------------------------
 
     def reference(self, X: np.ndarray) -> np.ndarray:
-        return X.mean(axis=0, dtype=np.float64)
+        if X.shape[0] == 0:
+            return np.zeros(X.shape[1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            reference = X.mean(axis=0, dtype=np.float64)
+        if not np.all(np.isfinite(reference)):
+            # the kernel reports the non-finite rows in their own block; centre on the others
+            finite = np.isfinite(X).all(axis=1)
+            reference = X[finite].mean(axis=0, dtype=np.float64) if finite.any() else 0 * reference
+            reference = np.nan_to_num(reference, nan=0.0, posinf=0.0, neginf=0.0)
+        return reference
 
     def features(self, X: np.ndarray, reference: np.ndarray) -> np.ndarray:
         n, d = X.shape

@@ -1,0 +1,134 @@
+"""The chunk kernel against a direct dense computation, weights, shared passes and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from streamem.estep import (
+    chunk_estep,
+    chunk_log_prob_resp,
+    merge_results,
+    normalize_log_prob,
+)
+from streamem.families._base import Mixture, component_log_prob, stats_from_responsibilities
+from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian
+
+from .test_gaussian_family import assert_close, random_params
+
+
+def model(kind: str, k: int = 3, d: int = 4, seed: int = 0) -> Mixture:
+    weights = np.random.RandomState(seed).dirichlet(np.ones(k))
+    return Mixture(Gaussian(kind), weights, random_params(kind, k, d, seed))
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_chunk_estep_equals_dense_computation(kind):
+    m = model(kind)
+    X = np.random.RandomState(1).normal(size=(1000, 4)) * 3
+    weighted = component_log_prob(m.family, m.params, X) + np.log(m.weights)
+    norm = logsumexp(weighted, axis=1)
+    resp = np.exp(weighted - norm[:, None])
+    expected = stats_from_responsibilities(m.family, X, resp)
+
+    result = chunk_estep(X, None, (m,))
+    np.testing.assert_allclose(result.log_likelihood[0], norm.sum(), rtol=1e-12)
+    assert result.weight == 1000 and result.n_rows == 1000
+    for ours, theirs in zip(result.stats[0], expected, strict=True):
+        assert_close(ours, theirs, 1e-12)
+
+
+def test_integer_sample_weights_equal_repeated_rows():
+    m = model("full")
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(300, 4))
+    counts = rng.randint(0, 4, size=300)
+    weighted = chunk_estep(X, counts.astype(float), (m,))
+    repeated = chunk_estep(np.repeat(X, counts, axis=0), None, (m,))
+    np.testing.assert_allclose(weighted.log_likelihood, repeated.log_likelihood, rtol=1e-12)
+    assert weighted.weight == counts.sum()
+    for ours, theirs in zip(weighted.stats[0], repeated.stats[0], strict=True):
+        assert_close(ours, theirs, 1e-11)
+
+
+def test_models_sharing_a_pass_equal_separate_passes():
+    models = (model("full", seed=0), model("diag", k=5, seed=1), model("tied", seed=2))
+    X = np.random.RandomState(3).normal(size=(2000, 4))
+    shared = chunk_estep(X, None, models)
+    for i, m in enumerate(models):
+        alone = chunk_estep(X, None, (m,))
+        assert shared.log_likelihood[i] == alone.log_likelihood[0]
+        for ours, theirs in zip(shared.stats[i], alone.stats[0], strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_merge_results_adds_up():
+    m = model("spherical")
+    X = np.random.RandomState(4).normal(size=(500, 4))
+    parts = [chunk_estep(X[s], None, (m,), s.start) for s in (slice(0, 100), slice(100, 500))]
+    merged = merge_results((m.family,), *parts)
+    whole = chunk_estep(X, None, (m,))
+    np.testing.assert_allclose(merged.log_likelihood, whole.log_likelihood, rtol=1e-13)
+    assert merged.n_rows == 500
+    for ours, theirs in zip(merged.stats[0], whole.stats[0], strict=True):
+        assert_close(ours, theirs, 1e-12)
+
+
+def test_normalize_equals_logsumexp_and_flushes_tiny():
+    rng = np.random.RandomState(5)
+    log_prob = rng.normal(size=(50, 6)) * 300
+    expected_norm = logsumexp(log_prob, axis=1)
+    expected_resp = np.exp(log_prob - expected_norm[:, None])
+    norm, resp = normalize_log_prob(log_prob.copy())
+    np.testing.assert_allclose(norm, expected_norm, rtol=1e-14)
+    np.testing.assert_allclose(
+        resp, np.where(expected_resp < 1e-300, 0, expected_resp), atol=1e-15
+    )
+    assert np.all((resp == 0) | (resp >= 1e-300))  # no subnormal numbers
+
+
+def test_nan_names_the_row_range():
+    m = model("diag")
+    X = np.zeros((5000, 4))
+    X[4321, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity.*rows \d+–\d+.*row 10321"):
+        chunk_estep(X, None, (m,), row_offset=6000)
+    with pytest.raises(ValueError, match=r"first at row 10321"):
+        chunk_log_prob_resp(X, m, 6000)
+
+
+def test_infinity_is_reported():
+    m = model("full")
+    X = np.zeros((10, 4))
+    X[7, 0] = np.inf
+    with pytest.raises(ValueError, match="first at row 7"):
+        chunk_estep(X, None, (m,))
+
+
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf])
+def test_bad_sample_weight_names_the_row(bad):
+    m = model("full")
+    w = np.ones(20)
+    w[13] = bad
+    with pytest.raises(ValueError, match="sample_weight.*row 113"):
+        chunk_estep(np.zeros((20, 4)), w, (m,), row_offset=100)
+
+
+def test_float32_and_integer_chunks():
+    m = model("full")
+    X = np.random.RandomState(6).randint(-3, 4, size=(100, 4))
+    as_float = chunk_estep(X.astype(np.float64), None, (m,))
+    for dtype in (np.int32, np.float32):
+        other = chunk_estep(X.astype(dtype), None, (m,))
+        np.testing.assert_allclose(other.log_likelihood, as_float.log_likelihood, rtol=1e-12)
+
+
+def test_empty_chunk():
+    m = model("tied")
+    result = chunk_estep(np.zeros((0, 4)), None, (m,))
+    assert result.n_rows == 0 and result.weight == 0
+    whole = chunk_estep(np.ones((3, 4)), None, (m,))
+    merged = merge_results((m.family,), result, whole)
+    for ours, theirs in zip(merged.stats[0], whole.stats[0], strict=True):
+        np.testing.assert_array_equal(ours, theirs)
