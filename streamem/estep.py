@@ -78,21 +78,23 @@ def _non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
 
 
 def normalize_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row log-sum-exp and responsibilities from ``log_prob`` (N, K), overwritten in place.
+    """Log-sum-exp over components and responsibilities, from ``log_prob`` of shape (K, B).
 
-    Equivalent to ``scipy.special.logsumexp`` followed by ``exp(log_prob - lse)``, but with a
-    single exponentiation, which dominates the cost for large ``K``; responsibilities below
-    ``FLUSH_BELOW`` are flushed to zero.
+    ``log_prob`` is overwritten with the responsibilities. Equivalent to
+    ``scipy.special.logsumexp(log_prob, axis=0)`` followed by ``exp(log_prob - lse)``, with a
+    single exponentiation; responsibilities below ``FLUSH_BELOW`` are flushed to zero.
+    Columns that are all -inf or contain NaN give a non-finite log-sum-exp (callers raise on
+    it). Call under ``np.errstate(all="ignore")``.
     """
-    peak = log_prob.max(axis=1, keepdims=True)
-    peak[~np.isfinite(peak)] = 0.0  # rows that are all -inf or NaN stay NaN/-inf below
+    peak = log_prob.max(axis=0)
+    if not np.isfinite(peak).all():
+        peak[~np.isfinite(peak)] = 0.0
     log_prob -= peak
     np.exp(log_prob, out=log_prob)
-    total = log_prob.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_prob /= total
-        norm = np.log(total[:, 0])
-    norm += peak[:, 0]
+    total = log_prob.sum(axis=0)
+    log_prob /= total
+    norm = np.log(total)
+    norm += peak
     log_prob[log_prob < FLUSH_BELOW] = 0.0
     return norm, log_prob
 
@@ -135,34 +137,33 @@ def chunk_estep(
         if key not in references:
             references[key] = family.reference(X)
         A, b = family.coefficients(model.params, references[key])
-        terms.append((family, A, b + log_weights(model.weights)))
+        terms.append((family, A, (b + log_weights(model.weights))[:, None]))
 
-    counts = [np.zeros(A.shape[1]) for _, A, _ in terms]
-    sums = [np.zeros((A.shape[1], A.shape[0])) for _, A, _ in terms]
+    counts = [np.zeros(A.shape[0]) for _, A, _ in terms]
+    sums = [np.zeros(A.shape) for _, A, _ in terms]
     log_likelihood = np.zeros(len(models))
-    n_expanded = max(A.shape[0] for _, A, _ in terms)
-    step = block_rows(n_expanded)
-
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        block = X[start:stop]
-        features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
-        for family, _, _ in terms:
-            key = family.feature_key
-            if key not in features:
-                problem = family.check_block(block)
-                if problem is not None:
-                    raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
-                with np.errstate(invalid="ignore", over="ignore"):  # checked below
+    step = block_rows(max(A.shape[1] for _, A, _ in terms), sum(A.shape[0] for _, A, _ in terms))
+    # Non-finite values (NaN rows, overflow) make the log-likelihood non-finite; that is
+    # checked after every block and raised with the rows, so the warnings are not needed.
+    with np.errstate(all="ignore"):
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = X[start:stop]
+            features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
+            for family, _, _ in terms:
+                key = family.feature_key
+                if key not in features:
+                    problem = family.check_block(block)
+                    if problem is not None:
+                        raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
                     features[key] = (
                         family.features(block, references[key]),
                         family.base_log_measure(block),
                     )
-        w = None if sample_weight is None else sample_weight[start:stop]
-        for i, (family, A, b) in enumerate(terms):
-            F, h = features[family.feature_key]
-            with np.errstate(invalid="ignore", over="ignore"):
-                log_prob = F @ A
+            w = None if sample_weight is None else sample_weight[start:stop]
+            for i, (family, A, b) in enumerate(terms):
+                F, h = features[family.feature_key]
+                log_prob = A @ F
                 log_prob += b
                 norm, resp = normalize_log_prob(log_prob)
                 if h is not None:
@@ -170,12 +171,12 @@ def chunk_estep(
                 if w is None:
                     log_likelihood[i] += norm.sum()
                 else:
-                    log_likelihood[i] += w @ norm
-                    resp *= w[:, None]
-            counts[i] += resp.sum(axis=0)
-            sums[i] += resp.T @ F
-        if not np.all(np.isfinite(log_likelihood)):
-            raise _non_finite_error(block, row_offset + start)
+                    log_likelihood[i] += norm @ w
+                    resp *= w
+                counts[i] += resp.sum(axis=1)
+                sums[i] += (F @ resp.T).T
+            if not np.isfinite(log_likelihood).all():
+                raise _non_finite_error(block, row_offset + start)
 
     stats = tuple(
         family.finalize(c, s, references[family.feature_key])
@@ -211,29 +212,30 @@ def tree_merge(families: tuple, results: list[EStepResult], split_every: int) ->
 
 
 def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
-    """``log w_k + log p_k(x)`` for every row and component, shape (n_rows, K), block-wise."""
+    """``log w_k + log p_k(x)`` for every component and row, shape (K, n_rows), block-wise."""
     X = np.asarray(X)
     family = model.family
     n = X.shape[0]
-    out = np.empty((n, model.n_components))
+    out = np.empty((model.n_components, n))
     if n == 0:
         return out
     reference = family.reference(X)
     A, b = family.coefficients(model.params, reference)
     b = b + log_weights(model.weights)
-    step = block_rows(A.shape[0])
+    b = b[:, None]
+    step = block_rows(A.shape[1], A.shape[0])
     for start in range(0, n, step):
         stop = min(start + step, n)
         block = X[start:stop]
         problem = family.check_block(block)
         if problem is not None:
             raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
-        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows raise later
-            np.matmul(family.features(block, reference), A, out=out[start:stop])
-            out[start:stop] += b
+        with np.errstate(all="ignore"):  # non-finite rows are raised on by the callers
+            np.matmul(A, family.features(block, reference), out=out[:, start:stop])
+            out[:, start:stop] += b
             h = family.base_log_measure(block)
             if h is not None:
-                out[start:stop] += h[:, None]
+                out[:, start:stop] += h
     return out
 
 
@@ -242,11 +244,12 @@ def chunk_log_prob_resp(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row log-likelihood (n_rows,) and responsibilities (n_rows, K) of one chunk."""
     X = np.asarray(X)
-    with np.errstate(invalid="ignore", over="ignore"):
-        norm, resp = normalize_log_prob(weighted_log_prob(X, model, row_offset))
+    log_prob = weighted_log_prob(X, model, row_offset)
+    with np.errstate(all="ignore"):
+        norm, resp = normalize_log_prob(log_prob)
     if not np.all(np.isfinite(norm)):
         raise _non_finite_error(X, row_offset)
-    return norm, resp
+    return norm, resp.T
 
 
 def chunk_predict(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
@@ -256,7 +259,7 @@ def chunk_predict(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndar
 
 def chunk_predict_proba(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
     """Responsibilities of each component for each row of a chunk."""
-    return chunk_log_prob_resp(X, model, row_offset)[1]
+    return np.ascontiguousarray(chunk_log_prob_resp(X, model, row_offset)[1])
 
 
 def chunk_score_samples(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:

@@ -80,11 +80,10 @@ def test_normalize_equals_logsumexp_and_flushes_tiny():
     log_prob = rng.normal(size=(50, 6)) * 300
     expected_norm = logsumexp(log_prob, axis=1)
     expected_resp = np.exp(log_prob - expected_norm[:, None])
-    norm, resp = normalize_log_prob(log_prob.copy())
+    norm, resp = normalize_log_prob(log_prob.T.copy())  # components along the first axis
     np.testing.assert_allclose(norm, expected_norm, rtol=1e-14)
-    np.testing.assert_allclose(
-        resp, np.where(expected_resp < 1e-300, 0, expected_resp), atol=1e-15
-    )
+    flushed = np.where(expected_resp < 1e-300, 0, expected_resp)
+    np.testing.assert_allclose(resp.T, flushed, atol=1e-15)
     assert np.all((resp == 0) | (resp >= 1e-300))  # no subnormal numbers
 
 

@@ -3,7 +3,7 @@
 Every family in streamem is an exponential family written in *expanded features*: the
 log-density of component ``k`` at a row ``x`` is
 
-    log p_k(x) = F(x) · A[:, k] + b[k] + h(x)
+    log p_k(x) = A[k] · F(x) + b[k] + h(x)
 
 where ``F(x)`` is a row of sufficient-statistic features (``[x, x²]`` for a diagonal Gaussian,
 ``[x, x_i x_j]`` for a full one, ``x`` itself for a Bernoulli), ``A`` and ``b`` are the natural
@@ -12,6 +12,10 @@ does not depend on the component. The E-step of a block of rows is then one GEMM
 log-sum-exp, and one more GEMM ``respᵀ @ F`` for the expected sufficient statistics. One kernel
 (:mod:`streamem.estep`) serves every family; a family only says how to build ``F``, ``A``,
 ``b``, ``h`` and how to turn the summed statistics into parameters.
+
+Blocks are laid out feature-major: ``F`` is (P, B) for B rows and log-probabilities are
+(K, B), so that the reductions over components (max, sum) run along long contiguous rows
+rather than along a short axis of K values, which NumPy does several times slower.
 
 A family may centre the features on a *reference* point computed per chunk (Gaussians use the
 chunk's column means), which keeps the expanded products free of cancellation for data far
@@ -26,9 +30,13 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-# Expanded-feature bytes per block of rows: small enough to stay in cache between the GEMMs.
+# Bytes of per-row work arrays (features, log-probabilities, responsibilities) in a block:
+# about a core's L2 cache, so the features stay in cache between the two GEMMs that read
+# them, yet blocks are large enough that NumPy's per-call overhead (and the GIL it holds)
+# stays small. Measured with scripts/bench_inmemory.py on 2 cores.
 BLOCK_BYTES = 2 << 20
-MIN_BLOCK_ROWS = 256
+MIN_BLOCK_ROWS = 64
+MAX_BLOCK_ROWS = 16384
 
 # Added to component counts before dividing, as scikit-learn does, so that an empty component
 # divides by a tiny number instead of zero.
@@ -51,18 +59,18 @@ class Family(Protocol):
         """A point to centre the features of one chunk on (or None)."""
 
     def features(self, X: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
-        """Expanded features ``F`` of a block of rows, float64 of shape (B, P)."""
+        """Expanded features of a block of B rows: float64, C-contiguous, shape (P, B)."""
 
     def coefficients(
         self, params: Any, reference: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Natural parameters ``A`` (P, K) and log-normalisers ``b`` (K,) for ``features``."""
+        """Natural parameters ``A`` (K, P) and log-normalisers ``b`` (K,) for ``features``."""
 
     def base_log_measure(self, X: np.ndarray) -> np.ndarray | None:
         """``h(x)`` for each row of a block (B,), or None when it is zero."""
 
     def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
-        """Turn summed ``counts`` (K,) and ``respᵀ F`` (K, P) into reference-free statistics."""
+        """Turn summed ``counts`` (K,) and ``resp Fᵀ`` (K, P) into reference-free statistics."""
 
     def merge(self, a: Any, b: Any) -> Any:
         """Statistics of the union of the rows behind ``a`` and ``b`` (associative)."""
@@ -101,9 +109,10 @@ class Mixture(NamedTuple):
         return self.weights.shape[0]
 
 
-def block_rows(n_expanded_features: int) -> int:
-    """Rows per block so that a block's float64 features take about ``BLOCK_BYTES``."""
-    return max(MIN_BLOCK_ROWS, BLOCK_BYTES // (8 * max(n_expanded_features, 1)))
+def block_rows(n_expanded_features: int, n_components: int = 0) -> int:
+    """Rows per block so that a block's float64 work arrays take about ``BLOCK_BYTES``."""
+    rows = BLOCK_BYTES // (8 * max(n_expanded_features + 3 * n_components, 1))
+    return int(np.clip(rows, MIN_BLOCK_ROWS, MAX_BLOCK_ROWS))
 
 
 def log_weights(weights: np.ndarray) -> np.ndarray:
@@ -116,23 +125,22 @@ def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
     """Log-density of each row of ``X`` under each component, shape (N, K)."""
     reference = family.reference(X)
     A, b = family.coefficients(params, reference)
-    log_prob = family.features(X, reference) @ A
-    log_prob += b
+    log_prob = A @ family.features(X, reference) + b[:, None]
     h = family.base_log_measure(X)
     if h is not None:
-        log_prob += h[:, None]
-    return log_prob
+        log_prob += h
+    return log_prob.T
 
 
 def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np.ndarray) -> Any:
     """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
     reference = family.reference(X)
     responsibilities = np.asarray(responsibilities, dtype=np.float64)
-    sums = responsibilities[:0].T @ family.features(X[:0], reference)  # zeros (K, P)
-    step = block_rows(X.shape[1] ** 2)
+    sums = responsibilities[:0].T @ family.features(X[:0], reference).T  # zeros (K, P)
+    step = block_rows(X.shape[1] ** 2, responsibilities.shape[1])
     for start in range(0, X.shape[0], step):
         block = slice(start, start + step)
-        sums = sums + responsibilities[block].T @ family.features(X[block], reference)
+        sums = sums + responsibilities[block].T @ family.features(X[block], reference).T
     return family.finalize(responsibilities.sum(axis=0), sums, reference)
 
 

@@ -79,25 +79,22 @@ class Gaussian:
         return reference
 
     def features(self, X: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        # feature-major: every write below is one contiguous row of B values
         n, d = X.shape
         kind = self.feature_key
-        if kind == "quadratic":
-            F = np.empty((n, d + d * (d + 1) // 2))
-        elif kind == "diag":
-            F = np.empty((n, 2 * d))
-        else:
-            F = np.empty((n, d + 1))
-        centred = F[:, :d]
-        np.subtract(X, reference, out=centred)
+        size = {"quadratic": d + d * (d + 1) // 2, "diag": 2 * d}.get(kind, d + 1)
+        F = np.empty((size, n))
+        centred = F[:d]
+        np.subtract(X.T, reference[:, None], out=centred)
         if kind == "quadratic":
             start = d
             for i in range(d):  # row i of the upper triangle: x_i * x_{i:}
-                np.multiply(centred[:, i : i + 1], centred[:, i:], out=F[:, start : start + d - i])
+                np.multiply(centred[i], centred[i:], out=F[start : start + d - i])
                 start += d - i
         elif kind == "diag":
-            np.square(centred, out=F[:, d:])
+            np.square(centred, out=F[d:])
         else:
-            np.einsum("ij,ij->i", centred, centred, out=F[:, d])
+            np.einsum("ij,ij->j", centred, centred, out=F[d])
         return F
 
     def coefficients(
@@ -129,9 +126,9 @@ class Gaussian:
             quadratic = -0.5 * precisions[:, None]
             log_det = d * np.log(chol)
             mahalanobis = precisions * np.square(means).sum(axis=1)
-        A = np.concatenate([linear, quadratic], axis=1).T
+        A = np.concatenate([linear, quadratic], axis=1)
         b = log_det - 0.5 * (d * LOG_2PI + mahalanobis)
-        return np.ascontiguousarray(A), b
+        return A, b
 
     def base_log_measure(self, X: np.ndarray) -> None:
         return None

@@ -1,0 +1,127 @@
+"""streamem vs scikit-learn on in-memory data: seconds per EM iteration and peak memory.
+
+Both fit the same data from the same initial parameters (``weights_init``, ``means_init``,
+``precisions_init``) with ``tol=0``. Seconds per iteration are the difference between fits of
+``1 + ITERATIONS`` and ``1`` iterations, divided by ``ITERATIONS``, so the fixed costs (input
+validation, scikit-learn's initial k-means and final E-step) cancel; the median of ``REPEATS``
+runs is reported. Peak memory above the data is measured separately with ``tracemalloc``
+(NumPy reports its allocations to it) over one fit of two iterations.
+
+Run: ``python scripts/bench_inmemory.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+from streamem import GaussianMixture
+
+CASES = [  # (n_samples, n_features, n_components, covariance_type)
+    (1_000_000, 16, 8, "full"),
+    (1_000_000, 16, 8, "diag"),
+    (100_000, 32, 16, "full"),
+    (200_000, 64, 16, "full"),
+    (1_000_000, 64, 64, "diag"),
+]
+
+
+def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
+    """A mixture of k Gaussians with random means and correlated covariances."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=n)
+    centres = rng.normal(scale=4.0, size=(k, d))
+    mixing = rng.normal(scale=0.3, size=(k, d, d)) + np.eye(d)
+    X = np.empty((n, d))
+    for j in range(k):
+        rows = labels == j
+        X[rows] = rng.standard_normal((rows.sum(), d)) @ mixing[j] + centres[j]
+    return X
+
+
+def initial_parameters(X: np.ndarray, k: int, kind: str) -> dict:
+    """One scikit-learn initialisation on a subsample, given to both libraries."""
+    init = SklearnGaussianMixture(k, covariance_type=kind, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init.fit(X[:: max(1, len(X) // 50_000)])
+    return dict(
+        weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_
+    )
+
+
+def fit(cls, X, k, kind, start, max_iter):
+    extra = {"init_params": "random_from_data"} if cls is SklearnGaussianMixture else {}
+    model = cls(k, covariance_type=kind, tol=0, max_iter=max_iter, **start, **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    return model
+
+
+def seconds_per_iteration(cls, X, k, kind, start, iterations, repeats) -> float:
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        fit(cls, X, k, kind, start, 1)
+        t1 = time.perf_counter()
+        fit(cls, X, k, kind, start, 1 + iterations)
+        t2 = time.perf_counter()
+        samples.append(((t2 - t1) - (t1 - t0)) / iterations)
+    return float(np.median(samples))
+
+
+def peak_memory(cls, X, k, kind, start) -> float:
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    fit(cls, X, k, kind, start, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (peak - base) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1/10 of the rows, 1 repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=3)
+    args = parser.parse_args()
+    scale, repeats = (10, 1) if args.quick else (1, args.repeats)
+
+    header = (
+        f"{'N':>9} {'D':>3} {'K':>3} {'type':>5} | {'s/iter streamem':>15} "
+        f"{'s/iter sklearn':>14} {'speed-up':>8} | {'MiB streamem':>12} {'MiB sklearn':>11} "
+        f"{'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for n, d, k, kind in CASES:
+        n //= scale
+        X = make_data(n, d, k)
+        start = initial_parameters(X, k, kind)
+        ours = seconds_per_iteration(GaussianMixture, X, k, kind, start, args.iterations, repeats)
+        theirs = seconds_per_iteration(
+            SklearnGaussianMixture, X, k, kind, start, args.iterations, repeats
+        )
+        mem_ours = peak_memory(GaussianMixture, X, k, kind, start)
+        mem_theirs = peak_memory(SklearnGaussianMixture, X, k, kind, start)
+        print(
+            f"{n:>9} {d:>3} {k:>3} {kind:>5} | {ours:>15.3f} {theirs:>14.3f} "
+            f"{theirs / ours:>7.2f}x | {mem_ours:>12.1f} {mem_theirs:>11.1f} "
+            f"{mem_ours / mem_theirs:>6.3f}",
+            flush=True,
+        )
+        del X
+
+
+if __name__ == "__main__":
+    main()
