@@ -1,8 +1,19 @@
 """streamem: expectation-maximization for mixture models on data bigger than memory."""
 
+from .datasets import make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import GaussianMixture
+from .io import to_zarr
+from .sources import open_rows
 
 __version__ = "0.1.0"
 
-__all__ = ["DegenerateComponentWarning", "GaussianMixture", "Iteration", "__version__"]
+__all__ = [
+    "DegenerateComponentWarning",
+    "GaussianMixture",
+    "Iteration",
+    "__version__",
+    "make_mixture",
+    "open_rows",
+    "to_zarr",
+]

@@ -1,7 +1,19 @@
-"""Anything that holds rows → a validated NumPy array or a row-chunked Dask array."""
+"""Anything that holds rows → a validated NumPy array or a row-chunked Dask array.
+
+Accepted: NumPy arrays (and other in-memory array-likes), Dask arrays, ``zarr.Array``
+objects, paths or URLs of Zarr stores (v2 or v3; an array, a group holding one 2-D array, or
+``store.zarr/name``), ``.npy`` files (memory-mapped), ``xarray.DataArray`` (one sample
+dimension, every other dimension a feature) and ``xarray.Dataset`` (chosen data variables
+become features). Everything lazy becomes a Dask array chunked along rows only, about
+``chunk_size`` bytes per chunk, and is never loaded whole.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
@@ -9,22 +21,287 @@ import numpy as np
 from dask.utils import parse_bytes
 from sklearn.utils.validation import validate_data
 
+DEFAULT_CHUNK_BYTES = "64MiB"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Validated rows and what is needed to label results computed from them.
+
+    Attributes
+    ----------
+    data : ndarray or dask.array.Array of shape (n_rows, n_features)
+        The rows; lazy sources are Dask arrays with one chunk along the features.
+    label : str
+        What the rows are, for error messages ("array 'x' in store 'a.zarr'").
+    sample_dim : str or None
+        For xarray input: the sample dimension, so outputs are xarray objects again.
+    coords : dict
+        For xarray input: the coordinates along the sample dimension.
+    """
+
+    data: np.ndarray | da.Array
+    label: str = "the data"
+    sample_dim: str | None = None
+    coords: dict = field(default_factory=dict)
+
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.data, da.Array)
+
+    def wrap(self, result: Any, name: str, columns: str | None = None) -> Any:
+        """``result`` (rows first) as a DataArray called ``name`` when the input was xarray."""
+        if self.sample_dim is None:
+            return result
+        import xarray as xr
+
+        coords = dict(self.coords)
+        dims: tuple[str, ...] = (self.sample_dim,)
+        if columns is not None:
+            dims += (columns,)
+            coords[columns] = np.arange(result.shape[1])
+        return xr.DataArray(result, dims=dims, coords=coords, name=name)
+
 
 def is_lazy(X: Any) -> bool:
     """Whether ``X`` is a Dask array (fitted and predicted on without loading it)."""
     return isinstance(X, da.Array)
 
 
-def as_rows(X: Any, estimator: Any, *, reset: bool, min_rows: int = 1) -> np.ndarray | da.Array:
-    """Validate ``X`` as a 2-D numeric array of rows for ``estimator``.
+def chunk_rows(chunk_size: int | str | None, n_features: int, itemsize: int) -> int | None:
+    """Rows per chunk from ``chunk_size`` given as rows (int) or bytes ("64MiB")."""
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str):
+        return max(1, parse_bytes(chunk_size) // max(1, n_features * itemsize))
+    return int(chunk_size)
+
+
+def _aligned_rows(target: int, storage_rows: int, n_rows: int) -> int:
+    """A multiple of the storage chunk rows close to ``target`` (never splitting a chunk)."""
+    multiple = max(1, round(target / max(storage_rows, 1)))
+    return min(max(n_rows, 1), multiple * storage_rows)
+
+
+def _is_xarray(X: Any) -> bool:
+    module = type(X).__module__
+    return module.startswith("xarray.") and type(X).__name__ in ("DataArray", "Dataset")
+
+
+def _is_zarr_array(X: Any) -> bool:
+    return type(X).__module__.startswith("zarr.") and hasattr(X, "chunks") and hasattr(X, "shape")
+
+
+def _describe_zarr(array: Any, where: str | None = None) -> str:
+    name = array.path or array.basename or "/"
+    store = where if where is not None else str(array.store_path.store)
+    return f"array {name!r} in Zarr store {store!r}"
+
+
+def _missing_chunks(array: Any) -> list[tuple[int, ...]]:
+    """Chunk coordinates of ``array`` that are not in its store (only probed if any are)."""
+    if array.nchunks_initialized >= array.nchunks:
+        return []
+    from zarr.core.sync import sync
+
+    grid = [range(-(-s // c)) for s, c in zip(array.shape, array.chunks, strict=True)]
+    return [
+        coords
+        for coords in itertools.product(*grid)
+        if not sync((array.store_path / array.metadata.encode_chunk_key(coords)).exists())
+    ]
+
+
+class _ZarrRows:
+    """Reads rows from a ``zarr.Array``, naming the store, array and rows when it fails."""
+
+    def __init__(self, array: Any, label: str) -> None:
+        self.array, self.label = array, label
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self.array[key]
+        except Exception as exc:
+            rows = key[0] if isinstance(key, tuple) else key
+            where = (
+                f"rows {rows.start}–{rows.stop - 1}" if isinstance(rows, slice) else "some rows"
+            )
+            raise OSError(
+                f"could not read {where} of {self.label}: {type(exc).__name__}: {exc}. The "
+                "chunk may be corrupt; rewrite the store from its source."
+            ) from exc
+
+
+def _from_zarr(array: Any, label: str, chunk_bytes: int) -> da.Array:
+    if array.ndim != 2:
+        raise ValueError(
+            f"{label} has {array.ndim} dimension(s), shape {array.shape}; expected 2 "
+            "(samples × features). Reshape it, or open it with xarray and name the sample "
+            "dimension."
+        )
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{label} has dtype {array.dtype}; streamem needs numeric data.")
+    missing = _missing_chunks(array)
+    if missing:
+        rows = sorted({c[0] for c in missing})
+        step = array.chunks[0]
+        spans = ", ".join(
+            f"{r * step}–{min((r + 1) * step, array.shape[0]) - 1}" for r in rows[:5]
+        )
+        raise ValueError(
+            f"{label}: {len(missing)} of {array.nchunks} chunks are missing (rows {spans}"
+            f"{', …' if len(rows) > 5 else ''}); Zarr would read them as the fill value "
+            f"{array.fill_value!r}. Rewrite the store, or, if those chunks were left out on "
+            "purpose because they hold only the fill value, pass dask.array.from_zarr(...)."
+        )
+    row_bytes = max(1, array.shape[1] * array.dtype.itemsize)
+    rows = _aligned_rows(chunk_bytes // row_bytes, array.chunks[0], array.shape[0])
+    return da.from_array(
+        _ZarrRows(array, label),
+        chunks=(rows, array.shape[1]),
+        name=f"zarr-rows-{da.core.tokenize(label, array.shape, rows)}",
+        asarray=True,
+        fancy=False,
+        meta=np.empty((0, 0), dtype=array.dtype),
+    )
+
+
+def _open_path(path: str, chunk_bytes: int) -> tuple[Any, str]:
+    """A lazy 2-D array from a ``.npy`` file or a Zarr store path/URL, and its label."""
+    local = "://" not in path
+    if path.endswith(".npy"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No such file: {path!r}")
+        array = np.load(path, mmap_mode="r")
+        label = f"the .npy file {path!r}"
+        if array.ndim != 2:
+            raise ValueError(f"{label} holds a {array.ndim}-D array; expected 2-D rows.")
+        rows = max(1, chunk_bytes // max(1, array.shape[1] * array.itemsize))
+        return da.from_array(array, chunks=(rows, -1), name=f"npy-{path}"), label
+    if local and not os.path.exists(path):
+        raise FileNotFoundError(f"No such Zarr store: {path!r}")
+    import zarr
+
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:
+        raise ValueError(
+            f"{path!r} is not a Zarr store (v2 or v3) that can be opened: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(node, zarr.Group):
+        arrays = [(name, array) for name, array in node.arrays() if array.ndim == 2]
+        if len(arrays) != 1:
+            found = ", ".join(repr(name) for name, _ in node.arrays()) or "none"
+            raise ValueError(
+                f"the Zarr group {path!r} holds {len(arrays)} two-dimensional arrays "
+                f"(arrays: {found}); name the one to use as '{path.rstrip('/')}/<name>'."
+            )
+        node = arrays[0][1]
+    label = _describe_zarr(node, path)
+    return _from_zarr(node, label, chunk_bytes), label
+
+
+def _from_xarray(
+    X: Any, sample_dim: str | None, variables: Sequence[str] | None, chunk_bytes: int
+) -> Rows:
+    import xarray as xr
+
+    if isinstance(X, xr.Dataset):
+        names = list(variables) if variables is not None else None
+        if names is None:
+            dim = sample_dim or next(iter(X.dims), None)
+            names = [name for name, var in X.data_vars.items() if dim in var.dims]
+        missing = [name for name in names if name not in X.data_vars]
+        if missing or not names:
+            raise ValueError(
+                f"the Dataset has no data variable(s) {missing or names}; available: "
+                f"{list(X.data_vars)}. Pass variables=[...] to choose the features."
+            )
+        dim = sample_dim or X[names[0]].dims[0]
+        parts = [_from_xarray(X[name], dim, None, chunk_bytes) for name in names]
+        data = da.concatenate([part.data for part in parts], axis=1)
+        return Rows(data, f"variables {names} of the Dataset", dim, parts[0].coords)
+
+    dim = sample_dim or (X.dims[0] if X.dims else None)
+    if dim not in X.dims:
+        raise ValueError(
+            f"the DataArray has no dimension {dim!r} to use as samples; its dimensions are "
+            f"{X.dims}. Pass sample_dim=<one of them>."
+        )
+    features = [d for d in X.dims if d != dim]
+    X = X.transpose(dim, *features)
+    n_features = int(np.prod([X.sizes[d] for d in features]))
+    rows = max(1, chunk_bytes // max(1, n_features * X.dtype.itemsize))
+    # chunking through xarray keeps lazily loaded (e.g. NetCDF) variables lazy
+    X = X.chunk({dim: rows, **{d: -1 for d in features}})
+    data = X.data.reshape(X.sizes[dim], n_features)
+    coords = {name: coord for name, coord in X.coords.items() if coord.dims == (dim,)}
+    name = f"DataArray {X.name!r}" if X.name is not None else "the DataArray"
+    return Rows(data, name, dim, coords)
+
+
+def open_rows(
+    X: Any,
+    *,
+    sample_dim: str | None = None,
+    variables: Sequence[str] | None = None,
+    chunk_size: int | str | None = None,
+) -> Rows:
+    """Rows from any supported source, lazy unless ``X`` is already in memory.
+
+    Parameters
+    ----------
+    X : array-like, dask.array.Array, zarr.Array, str, os.PathLike, xarray object
+        The data (see the module docstring for every accepted kind).
+    sample_dim : str, optional
+        xarray input: the dimension that indexes samples (default: the first).
+    variables : sequence of str, optional
+        Dataset input: the data variables to use as features (default: all that have the
+        sample dimension).
+    chunk_size : int or str, optional
+        Rows (int) or bytes ("64MiB", the default) per chunk for lazy sources. Dask arrays
+        keep their chunks unless this is given.
+
+    Returns
+    -------
+    Rows
+    """
+    target = chunk_size if isinstance(chunk_size, str) else DEFAULT_CHUNK_BYTES
+    chunk_bytes = parse_bytes(target)
+    if isinstance(X, os.PathLike):
+        X = os.fspath(X)
+    if isinstance(X, str):
+        data, label = _open_path(X, chunk_bytes)
+        rows = Rows(data, label)
+    elif _is_zarr_array(X):
+        label = _describe_zarr(X)
+        rows = Rows(_from_zarr(X, label, chunk_bytes), label)
+    elif _is_xarray(X):
+        rows = _from_xarray(X, sample_dim, variables, chunk_bytes)
+    elif is_lazy(X):
+        return Rows(X)
+    else:
+        return Rows(X)
+    if isinstance(chunk_size, int) and rows.lazy:
+        rows = Rows(
+            rows.data.rechunk({0: chunk_size, 1: -1}), rows.label, rows.sample_dim, rows.coords
+        )
+    return rows
+
+
+def validate_rows(rows: Rows, estimator: Any, *, reset: bool, min_rows: int = 1) -> Rows:
+    """Check ``rows`` for ``estimator`` (2-D, numeric, feature count) and record features.
 
     In-memory inputs go through scikit-learn's ``validate_data`` (which also records
     ``n_features_in_`` and ``feature_names_in_``); numeric dtypes are kept, so float32 and
     integer data are not copied. Non-finite values are found later, chunk by chunk, where the
-    row range can be named. Dask arrays are checked by their metadata only.
+    row range can be named. Lazy inputs are checked by their metadata only.
     """
-    if not is_lazy(X):
-        return validate_data(
+    X = rows.data
+    if not rows.lazy:
+        X = validate_data(
             estimator,
             X,
             reset=reset,
@@ -32,6 +309,7 @@ def as_rows(X: Any, estimator: Any, *, reset: bool, min_rows: int = 1) -> np.nda
             ensure_all_finite=False,
             ensure_min_samples=min_rows,
         )
+        return Rows(X, rows.label, rows.sample_dim, rows.coords)
     name = type(estimator).__name__
     if X.ndim != 2:
         raise ValueError(
@@ -40,7 +318,7 @@ def as_rows(X: Any, estimator: Any, *, reset: bool, min_rows: int = 1) -> np.nda
         )
     if X.dtype.kind not in "biuf":
         raise ValueError(
-            f"{name} needs numeric data; got a Dask array of dtype {X.dtype}. Convert it with "
+            f"{name} needs numeric data; got {rows.label} of dtype {X.dtype}. Convert it with "
             "X.astype(float)."
         )
     if np.isnan(X.shape[0]):
@@ -61,13 +339,4 @@ def as_rows(X: Any, estimator: Any, *, reset: bool, min_rows: int = 1) -> np.nda
         )
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
-    return X
-
-
-def chunk_rows(chunk_size: int | str | None, n_features: int, itemsize: int) -> int | None:
-    """Rows per chunk from ``chunk_size`` given as rows (int) or bytes ("64MiB")."""
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, str):
-        return max(1, parse_bytes(chunk_size) // max(1, n_features * itemsize))
-    return int(chunk_size)
+    return Rows(X, rows.label, rows.sample_dim, rows.coords)

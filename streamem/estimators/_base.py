@@ -6,6 +6,7 @@ are checked and applied, and how a fitted model maps to its ``_``-suffixed attri
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any
@@ -30,14 +31,28 @@ from ..drivers.init import (
 from ..engines import DaskEngine, NumpyEngine
 from ..estep import chunk_predict, chunk_predict_proba, chunk_score_samples
 from ..families._base import Mixture
-from ..sources import as_rows, chunk_rows, is_lazy
+from ..sources import Rows, chunk_rows, is_lazy, open_rows, validate_rows
 
 ALGORITHMS = ("batch",)
 
 
-def _rows_task(block: np.ndarray, kernel: Any, model: Mixture, block_info=None) -> np.ndarray:
+def _rows_task(
+    block: np.ndarray, kernel: Any, model: Mixture, label: str, block_info=None
+) -> np.ndarray:
     offset = block_info[0]["array-location"][0][0] if block_info else 0
-    return kernel(block, model, offset)
+    with _labelled(label):
+        return kernel(block, model, offset)
+
+
+@contextlib.contextmanager
+def _labelled(label: str):
+    """Prefix errors about the data with what the data are (store, array, variables)."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        if label == "the data" or str(exc).startswith(label):
+            raise
+        raise type(exc)(f"{label}: {exc}") from exc
 
 
 class _InitSample:
@@ -113,13 +128,17 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         if self.chunk_size is not None and not isinstance(self.chunk_size, str):
             check_int("chunk_size", self.chunk_size, 1, owner)
 
-    def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> np.ndarray | da.Array:
-        return as_rows(X, self, reset=reset, min_rows=min_rows)
+    def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> Rows:
+        rows = open_rows(
+            X, sample_dim=self.sample_dim, variables=self.variables, chunk_size=self.chunk_size
+        )
+        with _labelled(rows.label):
+            return validate_rows(rows, self, reset=reset, min_rows=min_rows)
 
     def _engine(self, X: np.ndarray | da.Array, sample_weight: Any) -> Any:
         rows = chunk_rows(self.chunk_size, X.shape[1], X.dtype.itemsize)
         if is_lazy(X):
-            if rows is not None:
+            if rows is not None and X.chunks[0][0] != rows:
                 X = X.rechunk({0: rows, 1: -1})
             if sample_weight is not None and not is_lazy(sample_weight):
                 sample_weight = check_sample_weight(sample_weight, X.shape[0])
@@ -191,9 +210,13 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
 
     def _fit(self, X: Any, sample_weight: Any) -> MixtureEstimator:
         self._check_parameters()
-        owner = type(self).__name__
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        X = self._rows(X, reset=do_init, min_rows=2)
+        rows = self._rows(X, reset=do_init, min_rows=2)
+        with _labelled(rows.label):
+            return self._fit_rows(rows.data, sample_weight, do_init)
+
+    def _fit_rows(self, X: np.ndarray | da.Array, sample_weight: Any, do_init: bool):
+        owner = type(self).__name__
         if X.shape[0] < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "
@@ -250,25 +273,37 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def _map_rows(self, X: Any, kernel: Any, n_columns: int | None, dtype: Any) -> Any:
+    def _map_rows(self, X: Any, kernel: Any, n_columns: int | None, dtype: Any, name: str) -> Any:
         check_is_fitted(self)
-        X = self._rows(X, reset=False)
+        rows = self._rows(X, reset=False)
         model = self._get_model()
-        if not is_lazy(X):
-            return kernel(X, model, 0)
+        data = rows.data
+        columns = None if n_columns is None else "component"
+        if not rows.lazy:
+            with _labelled(rows.label):
+                return rows.wrap(kernel(data, model, 0), name, columns)
         shared = dask.delayed(model, traverse=False, pure=True)
         if n_columns is None:
-            return X.map_blocks(
-                _rows_task, kernel, shared, drop_axis=1, dtype=dtype, meta=np.empty(0, dtype)
+            result = data.map_blocks(
+                _rows_task,
+                kernel,
+                shared,
+                rows.label,
+                drop_axis=1,
+                dtype=dtype,
+                meta=np.empty(0, dtype),
             )
-        return X.map_blocks(
+            return rows.wrap(result, name)
+        result = data.map_blocks(
             _rows_task,
             kernel,
             shared,
-            chunks=(X.chunks[0], (n_columns,)),
+            rows.label,
+            chunks=(data.chunks[0], (n_columns,)),
             dtype=dtype,
             meta=np.empty((0, 0), dtype),
         )
+        return rows.wrap(result, name, columns)
 
     def predict(self, X: Any) -> Any:
         """The most probable component of each row.
@@ -283,7 +318,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels (lazy for Dask input).
         """
-        return self._map_rows(X, chunk_predict, None, np.int64)
+        return self._map_rows(X, chunk_predict, None, np.int64, "labels")
 
     def predict_proba(self, X: Any) -> Any:
         """Posterior probability of each component for each row.
@@ -298,7 +333,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         resp : ndarray or dask.array.Array of shape (n_samples, n_components)
             Responsibilities (lazy for Dask input).
         """
-        return self._map_rows(X, chunk_predict_proba, self.n_components, np.float64)
+        return self._map_rows(
+            X, chunk_predict_proba, self.n_components, np.float64, "responsibilities"
+        )
 
     def score_samples(self, X: Any) -> Any:
         """Log-likelihood of each row under the mixture.
@@ -313,7 +350,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         log_prob : ndarray or dask.array.Array of shape (n_samples,)
             ``log p(x)`` of each row (lazy for Dask input).
         """
-        return self._map_rows(X, chunk_score_samples, None, np.float64)
+        return self._map_rows(X, chunk_score_samples, None, np.float64, "log_likelihood")
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the rows of ``X`` (computed, also for Dask input).
@@ -330,9 +367,10 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         log_likelihood : float
         """
         scores = self.score_samples(X)
+        scores = getattr(scores, "data", scores)  # xarray → its array
         if is_lazy(scores):
             return float(scores.mean().compute())
-        return float(scores.mean())
+        return float(np.mean(scores))
 
     def _n_parameters(self) -> int:
         model = self._get_model()
@@ -350,7 +388,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         -------
         bic : float
         """
-        n = self._rows(X, reset=False).shape[0]
+        n = self._rows(X, reset=False).data.shape[0]
         return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
@@ -365,7 +403,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         -------
         aic : float
         """
-        n = self._rows(X, reset=False).shape[0]
+        n = self._rows(X, reset=False).data.shape[0]
         return -2 * self.score(X) * n + 2 * self._n_parameters()
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -69,12 +69,19 @@ class GaussianMixture(MixtureEstimator):
     learn_weights : bool, default=True
         If false the mixture weights stay at their initial values (``weights_init``).
     chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB"). None keeps a Dask array's chunks
-        and splits in-memory data into a few chunks per core.
+        Rows per chunk (int) or bytes per chunk ("64MiB"). None keeps a Dask array's chunks,
+        reads Zarr stores, ``.npy`` files and xarray objects in chunks of about 64 MiB, and
+        splits in-memory data into a few chunks per core.
     init_size : int, default=100_000
         Rows drawn uniformly at random to initialise from (all rows when there are fewer).
     split_every : int, default=8
         Fan-in of the tree that merges the chunks' statistics.
+    sample_dim : str, default=None
+        For xarray input: the dimension that indexes samples (default: the first); every
+        other dimension is a feature. Predictions on xarray input are xarray objects along it.
+    variables : list of str, default=None
+        For ``xarray.Dataset`` input: the data variables to use as features (default: all
+        that have the sample dimension).
     callback : callable, default=None
         Called after every iteration with a :class:`streamem.drivers.Iteration`.
 
@@ -135,6 +142,8 @@ class GaussianMixture(MixtureEstimator):
         chunk_size: int | str | None = None,
         init_size: int = 100_000,
         split_every: int = 8,
+        sample_dim: str | None = None,
+        variables: list[str] | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -155,6 +164,8 @@ class GaussianMixture(MixtureEstimator):
         self.chunk_size = chunk_size
         self.init_size = init_size
         self.split_every = split_every
+        self.sample_dim = sample_dim
+        self.variables = variables
         self.callback = callback
 
     def _family(self) -> Gaussian:

@@ -1,0 +1,51 @@
+"""Write files and directories under a temporary name, then rename them into place.
+
+A reader never sees a half-written store or model file: either the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write to; rename it to ``path`` on success.
+
+    On an exception the temporary file or directory is removed and ``path`` is untouched.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        yield temporary
+    except BaseException:
+        _remove(temporary)
+        raise
+    if target.exists():
+        # rename the old one aside first, so the new one appears in a single rename
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(target, old)
+        os.replace(temporary, target)
+        _remove(old)
+    else:
+        os.replace(temporary, target)
