@@ -127,6 +127,11 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         check_int("split_every", self.split_every, 2, owner)
         if self.chunk_size is not None and not isinstance(self.chunk_size, str):
             check_int("chunk_size", self.chunk_size, 1, owner)
+        if not self.learn_weights and self.weights_init is None:
+            raise ValueError(
+                f"{owner}: learn_weights=False keeps the weights fixed, so weights_init must "
+                "give them."
+            )
 
     def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> Rows:
         rows = open_rows(

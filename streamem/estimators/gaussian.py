@@ -176,11 +176,6 @@ class GaussianMixture(MixtureEstimator):
         owner = type(self).__name__
         check_option("covariance_type", self.covariance_type, COVARIANCE_TYPES, owner)
         check_float("reg_covar", self.reg_covar, owner, low=0.0)
-        if not self.learn_weights and self.weights_init is None:
-            raise ValueError(
-                f"{owner}: learn_weights=False keeps the weights fixed, so weights_init must "
-                "give them."
-            )
 
     def _precisions_shape(self, n_features: int) -> tuple[int, ...]:
         k, d = self.n_components, n_features
