@@ -4,6 +4,7 @@ from .datasets import make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import GaussianMixture
 from .io import to_zarr
+from .selection import Selection, select_n_components
 from .sources import open_rows
 
 __version__ = "0.1.0"
@@ -12,8 +13,10 @@ __all__ = [
     "DegenerateComponentWarning",
     "GaussianMixture",
     "Iteration",
+    "Selection",
     "__version__",
     "make_mixture",
     "open_rows",
+    "select_n_components",
     "to_zarr",
 ]

@@ -127,13 +127,14 @@ class _ZarrRows:
             where = (
                 f"rows {rows.start}–{rows.stop - 1}" if isinstance(rows, slice) else "some rows"
             )
+            reason = str(exc).rstrip(".")
             raise OSError(
-                f"could not read {where} of {self.label}: {type(exc).__name__}: {exc}. The "
-                "chunk may be corrupt; rewrite the store from its source."
+                f"could not read {where} of {self.label} ({type(exc).__name__}: {reason}). "
+                "The chunk may be corrupt or truncated; rewrite the store from its source."
             ) from exc
 
 
-def _from_zarr(array: Any, label: str, chunk_bytes: int) -> da.Array:
+def _from_zarr(array: Any, label: str, chunk_bytes: int, rows: int | None = None) -> da.Array:
     if array.ndim != 2:
         raise ValueError(
             f"{label} has {array.ndim} dimension(s), shape {array.shape}; expected 2 "
@@ -155,8 +156,9 @@ def _from_zarr(array: Any, label: str, chunk_bytes: int) -> da.Array:
             f"{array.fill_value!r}. Rewrite the store, or, if those chunks were left out on "
             "purpose because they hold only the fill value, pass dask.array.from_zarr(...)."
         )
-    row_bytes = max(1, array.shape[1] * array.dtype.itemsize)
-    rows = _aligned_rows(chunk_bytes // row_bytes, array.chunks[0], array.shape[0])
+    if rows is None:
+        row_bytes = max(1, array.shape[1] * array.dtype.itemsize)
+        rows = _aligned_rows(chunk_bytes // row_bytes, array.chunks[0], array.shape[0])
     return da.from_array(
         _ZarrRows(array, label),
         chunks=(rows, array.shape[1]),
@@ -167,7 +169,7 @@ def _from_zarr(array: Any, label: str, chunk_bytes: int) -> da.Array:
     )
 
 
-def _open_path(path: str, chunk_bytes: int) -> tuple[Any, str]:
+def _open_path(path: str, chunk_bytes: int, rows: int | None) -> tuple[Any, str]:
     """A lazy 2-D array from a ``.npy`` file or a Zarr store path/URL, and its label."""
     local = "://" not in path
     if path.endswith(".npy"):
@@ -177,7 +179,7 @@ def _open_path(path: str, chunk_bytes: int) -> tuple[Any, str]:
         label = f"the .npy file {path!r}"
         if array.ndim != 2:
             raise ValueError(f"{label} holds a {array.ndim}-D array; expected 2-D rows.")
-        rows = max(1, chunk_bytes // max(1, array.shape[1] * array.itemsize))
+        rows = rows or max(1, chunk_bytes // max(1, array.shape[1] * array.itemsize))
         return da.from_array(array, chunks=(rows, -1), name=f"npy-{path}"), label
     if local and not os.path.exists(path):
         raise FileNotFoundError(f"No such Zarr store: {path!r}")
@@ -200,7 +202,7 @@ def _open_path(path: str, chunk_bytes: int) -> tuple[Any, str]:
             )
         node = arrays[0][1]
     label = _describe_zarr(node, path)
-    return _from_zarr(node, label, chunk_bytes), label
+    return _from_zarr(node, label, chunk_bytes, rows), label
 
 
 def _from_xarray(
@@ -270,25 +272,31 @@ def open_rows(
     """
     target = chunk_size if isinstance(chunk_size, str) else DEFAULT_CHUNK_BYTES
     chunk_bytes = parse_bytes(target)
+    fixed_rows = None if chunk_size is None or isinstance(chunk_size, str) else int(chunk_size)
     if isinstance(X, os.PathLike):
         X = os.fspath(X)
     if isinstance(X, str):
-        data, label = _open_path(X, chunk_bytes)
-        rows = Rows(data, label)
-    elif _is_zarr_array(X):
+        return Rows(*_open_path(X, chunk_bytes, fixed_rows))
+    if _is_zarr_array(X):
         label = _describe_zarr(X)
-        rows = Rows(_from_zarr(X, label, chunk_bytes), label)
-    elif _is_xarray(X):
-        rows = _from_xarray(X, sample_dim, variables, chunk_bytes)
-    elif is_lazy(X):
-        return Rows(X)
-    else:
-        return Rows(X)
-    if isinstance(chunk_size, int) and rows.lazy:
-        rows = Rows(
-            rows.data.rechunk({0: chunk_size, 1: -1}), rows.label, rows.sample_dim, rows.coords
-        )
-    return rows
+        return Rows(_from_zarr(X, label, chunk_bytes, fixed_rows), label)
+    if _is_xarray(X):
+        if fixed_rows is not None:
+            chunk_bytes = fixed_rows * _row_bytes(X, sample_dim)
+        return _from_xarray(X, sample_dim, variables, chunk_bytes)
+    return Rows(X)
+
+
+def _row_bytes(X: Any, sample_dim: str | None) -> int:
+    """Bytes per sample of an xarray object (all its features)."""
+    import xarray as xr
+
+    arrays = X.data_vars.values() if isinstance(X, xr.Dataset) else [X]
+    total = 0
+    for array in arrays:
+        dim = sample_dim or array.dims[0]
+        total += array.dtype.itemsize * int(array.size // max(array.sizes.get(dim, 1), 1))
+    return max(total, 1)
 
 
 def validate_rows(rows: Rows, estimator: Any, *, reset: bool, min_rows: int = 1) -> Rows:

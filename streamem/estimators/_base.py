@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._validation import check_float, check_int, check_option, check_sample_weight
-from ..drivers.batch import best_result, fit_em
+from ..drivers.batch import FitResult, best_result, fit_em
 from ..drivers.init import (
     INIT_PARAMS,
     initial_responsibilities,
@@ -50,7 +50,7 @@ def _labelled(label: str):
     try:
         yield
     except (ValueError, OSError) as exc:
-        if label == "the data" or str(exc).startswith(label):
+        if label == "the data" or label in str(exc):
             raise
         raise type(exc)(f"{label}: {exc}") from exc
 
@@ -221,35 +221,11 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
             return self._fit_rows(rows.data, sample_weight, do_init)
 
     def _fit_rows(self, X: np.ndarray | da.Array, sample_weight: Any, do_init: bool):
-        owner = type(self).__name__
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {X.shape[0]}"
-            )
-        n_features = X.shape[1]
-        self._check_initial_parameters(n_features)
-        family = self._family()
         engine = self._engine(X, sample_weight)
         rng = check_random_state(self.random_state)
         sample = _InitSample(engine, self.init_size, rng)
-        if do_init:
-            models = [
-                self._initial_model(family, sample, rng, n_features) for _ in range(self.n_init)
-            ]
-            lower_bound = -math.inf
-        else:
-            previous = self._get_model()
-            models = [Mixture(family, previous.weights, previous.params)]
-            lower_bound = self.lower_bound_
-
-        with tqdm(
-            total=self.max_iter,
-            desc=f"{owner} EM",
-            unit="it",
-            disable=not self.verbose,
-            leave=False,
-        ) as progress:
+        models, lower_bound = self._start(engine, sample, rng, do_init)
+        with self._progress() as progress:
             results = fit_em(
                 engine,
                 models,
@@ -261,6 +237,38 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 callback=self.callback,
                 progress=progress,
             )
+        return self._finish(results)
+
+    def _progress(self) -> tqdm:
+        return tqdm(
+            total=self.max_iter,
+            desc=f"{type(self).__name__} EM",
+            unit="it",
+            disable=not self.verbose,
+            leave=False,
+        )
+
+    def _start(
+        self, engine: Any, sample: _InitSample, rng: np.random.RandomState, do_init: bool
+    ) -> tuple[list[Mixture], float]:
+        """The initial models of a fit (``n_init`` of them) and the lower bound to beat."""
+        if engine.n_rows < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {engine.n_rows}"
+            )
+        self._check_initial_parameters(engine.n_features)
+        family = self._family()
+        if not do_init:
+            previous = self._get_model()
+            return [Mixture(family, previous.weights, previous.params)], self.lower_bound_
+        models = [
+            self._initial_model(family, sample, rng, engine.n_features) for _ in range(self.n_init)
+        ]
+        return models, -math.inf
+
+    def _finish(self, results: list[FitResult]) -> MixtureEstimator:
+        """Keep the best of ``results`` as the fitted model, as scikit-learn does."""
         best = best_result(results)
         self._set_model(best.model)
         self.converged_ = best.converged
@@ -272,7 +280,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return self
 

@@ -1,0 +1,141 @@
+"""Choosing the number of components: a K-sweep that shares every pass over the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+
+from ._validation import check_option
+from .drivers.batch import fit_em
+from .estimators._base import MixtureEstimator, _InitSample, _labelled
+
+CRITERIA = ("bic", "aic")
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select_n_components`.
+
+    Attributes
+    ----------
+    table : list of dict
+        One row per candidate ``n_components``: ``n_components``, ``log_likelihood`` (total,
+        under the final parameters), ``n_parameters``, ``bic``, ``aic``, ``converged``,
+        ``n_iter``.
+    criterion : str
+        The criterion the best model minimises.
+    best_estimator_ : MixtureEstimator
+        The fitted estimator with the best criterion.
+    estimators_ : list of MixtureEstimator
+        Every fitted candidate, in the order of ``table``.
+    """
+
+    table: list[dict[str, Any]]
+    criterion: str
+    best_estimator_: MixtureEstimator
+    estimators_: list[MixtureEstimator]
+
+    def __str__(self) -> str:
+        header = f"{'K':>4} {'log-likelihood':>16} {'params':>7} {'BIC':>14} {'AIC':>14}  iters"
+        lines = [header]
+        best = self.best_estimator_.n_components
+        for row in self.table:
+            mark = " *" if row["n_components"] == best else ""
+            lines.append(
+                f"{row['n_components']:>4} {row['log_likelihood']:>16.6g} "
+                f"{row['n_parameters']:>7} {row['bic']:>14.8g} {row['aic']:>14.8g}  "
+                f"{row['n_iter']:>5}{'' if row['converged'] else ' (not converged)'}{mark}"
+            )
+        return "\n".join(lines)
+
+
+def select_n_components(
+    estimator: MixtureEstimator,
+    X: Any,
+    n_components: Iterable[int] = range(1, 11),
+    *,
+    criterion: str = "bic",
+    sample_weight: Any = None,
+) -> Selection:
+    """Fit ``estimator`` for every number of components in one set of passes over ``X``.
+
+    Every candidate (and each of its ``n_init`` restarts) is initialised from the same
+    sample of rows and advanced in the same passes: each pass reads every chunk once for all
+    candidates still running. One last pass evaluates the log-likelihood of each candidate's
+    final parameters, from which BIC and AIC follow; the I/O cost of the sweep is that of the
+    longest single fit plus one pass.
+
+    Parameters
+    ----------
+    estimator : MixtureEstimator
+        A configured, unfitted streamem estimator (its ``n_components`` is ignored).
+    X : array-like, Dask array, Zarr store, xarray object, ...
+        The data, in any form the estimator's ``fit`` accepts.
+    n_components : iterable of int
+        The candidate numbers of components.
+    criterion : {'bic', 'aic'}
+        The criterion to minimise.
+    sample_weight : array-like, optional
+        Row weights.
+
+    Returns
+    -------
+    Selection
+    """
+    check_option("criterion", criterion, CRITERIA, "select_n_components")
+    candidates = [clone(estimator).set_params(n_components=int(k)) for k in n_components]
+    if not candidates:
+        raise ValueError("select_n_components: n_components is empty.")
+    for candidate in candidates:
+        candidate._check_parameters()
+    first = candidates[0]
+    rows = first._rows(X, reset=True, min_rows=2)
+    with _labelled(rows.label):
+        engine = first._engine(rows.data, sample_weight)
+        rng = check_random_state(first.random_state)
+        sample = _InitSample(engine, first.init_size, rng)
+        starts = []
+        for candidate in candidates:
+            candidate.n_features_in_ = first.n_features_in_
+            starts.append(candidate._start(engine, sample, rng, do_init=True)[0])
+        with first._progress() as progress:
+            results = fit_em(
+                engine,
+                [model for models in starts for model in models],
+                tol=first.tol,
+                max_iter=first.max_iter,
+                learn_weights=first.learn_weights,
+                reseed_rows=sample.rows,
+                callback=first.callback,
+                progress=progress,
+            )
+        offset = 0
+        for candidate, models in zip(candidates, starts, strict=True):
+            candidate._finish(results[offset : offset + len(models)])
+            offset += len(models)
+        final = engine.estep(tuple(candidate._get_model() for candidate in candidates))
+
+    n = engine.n_rows
+    table = []
+    for candidate, log_likelihood in zip(candidates, final.log_likelihood, strict=True):
+        # scaled to the row count, as scikit-learn's bic() is (weights change the mean only)
+        total = float(log_likelihood / final.weight * n)
+        p = candidate._n_parameters()
+        table.append(
+            {
+                "n_components": candidate.n_components,
+                "log_likelihood": total,
+                "n_parameters": p,
+                "bic": -2 * total + p * np.log(n),
+                "aic": -2 * total + 2 * p,
+                "converged": bool(candidate.converged_),
+                "n_iter": candidate.n_iter_,
+            }
+        )
+    best = int(np.argmin([row[criterion] for row in table]))
+    return Selection(table, criterion, candidates[best], candidates)
