@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,25 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _remove_settled(path: Path, quiet: float = 0.6, limit: float = 60.0) -> None:
+    """Remove ``path``, again if parallel writers still running recreate it.
+
+    When one task of a parallel write fails, Dask raises at once while the other threads
+    finish the chunk they are writing; wait until nothing reappears for ``quiet`` seconds.
+    """
+    deadline = time.monotonic() + limit
+    absent_since = None
+    while time.monotonic() < deadline:
+        if path.exists():
+            _remove(path)
+            absent_since = None
+        elif absent_since is None:
+            absent_since = time.monotonic()
+        elif time.monotonic() - absent_since >= quiet:
+            return
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -39,7 +59,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     try:
         yield temporary
     except BaseException:
-        _remove(temporary)
+        _remove_settled(temporary)
         raise
     if target.exists():
         # rename the old one aside first, so the new one appears in a single rename
