@@ -3,7 +3,7 @@
 from .datasets import make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import GaussianMixture
-from .io import to_zarr
+from .io import ModelFileError, load, to_zarr
 from .selection import Selection, select_n_components
 from .sources import open_rows
 
@@ -13,8 +13,10 @@ __all__ = [
     "DegenerateComponentWarning",
     "GaussianMixture",
     "Iteration",
+    "ModelFileError",
     "Selection",
     "__version__",
+    "load",
     "make_mixture",
     "open_rows",
     "select_n_components",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from typing import Any
 
@@ -446,6 +447,19 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         X = model.family.sample(model.params, counts, rng)
         y = np.repeat(np.arange(model.n_components), counts)
         return X, y
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted model (and any running state) to a file, atomically, without pickle.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; :func:`streamem.load` reads it back.
+        """
+        from ..io import save
+
+        check_is_fitted(self)
+        save(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

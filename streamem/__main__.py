@@ -1,0 +1,7 @@
+"""``python -m streamem``: the same as the ``streamem`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,435 @@
+"""The ``streamem`` command: generate data, fit, predict, score, select, inspect.
+
+Exit codes: 0 on success, 2 on bad usage or bad input (one line on stderr; ``--debug`` shows
+the traceback), 1 on anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+ESTIMATORS = {"gaussian": ("streamem.estimators.gaussian", "GaussianMixture")}
+
+
+class UsageError(Exception):
+    """Bad usage: reported in one line with exit code 2."""
+
+
+def _estimator_class(family: str) -> type:
+    import importlib
+
+    if family not in ESTIMATORS:
+        raise UsageError(f"unknown family {family!r}; choose from {', '.join(ESTIMATORS)}")
+    module, name = ESTIMATORS[family]
+    return getattr(importlib.import_module(module), name)
+
+
+def _range(text: str) -> list[int]:
+    """'1..10' or '2,4,8' → list of ints."""
+    try:
+        if ".." in text:
+            low, high = text.split("..")
+            return list(range(int(low), int(high) + 1))
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'a..b' or 'a,b,c', got {text!r}") from None
+
+
+def _chunk_size(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+@contextlib.contextmanager
+def _scheduler(args: argparse.Namespace) -> Iterator[None]:
+    """Run inside a dask.distributed client when --scheduler or --cluster asks for one."""
+    address = getattr(args, "scheduler", None)
+    cluster_spec = getattr(args, "cluster", None)
+    if not address and not cluster_spec:
+        yield
+        return
+    from distributed import Client, LocalCluster
+
+    if address:
+        with Client(address) as client:
+            logging.getLogger(__name__).info("connected to %s", client.dashboard_link)
+            yield
+        return
+    kind, _, count = cluster_spec.partition(":")
+    if kind != "local" or not count.isdigit():
+        raise UsageError(f"--cluster expects 'local:N', got {cluster_spec!r}")
+    with (
+        LocalCluster(n_workers=int(count), threads_per_worker=1, dashboard_address=None) as lc,
+        Client(lc),
+    ):
+        yield
+
+
+def _output(args: argparse.Namespace, summary: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2, default=_json_default))
+    else:
+        print(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "estimator": type(model).__name__,
+        "n_components": model.n_components,
+        "n_features": model.n_features_in_,
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "lower_bound": float(model.lower_bound_),
+        "weights": model.weights_,
+    }
+    for name in ("means_", "covariances_", "probabilities_", "rates_"):
+        if hasattr(model, name):
+            summary[name.rstrip("_")] = getattr(model, name)
+    if seconds is not None:
+        summary["seconds"] = round(seconds, 3)
+    return summary
+
+
+def _describe(model: Any) -> str:
+    lines = [
+        f"{type(model).__name__}: {model.n_components} components, "
+        f"{model.n_features_in_} features",
+        f"converged: {model.converged_} after {model.n_iter_} iterations; "
+        f"mean log-likelihood {model.lower_bound_:.6f}",
+    ]
+    with np.printoptions(precision=4, suppress=True, linewidth=100):
+        lines.append(f"weights: {np.asarray(model.weights_)}")
+        for name in ("means_", "probabilities_", "rates_"):
+            if hasattr(model, name):
+                lines.append(f"{name.rstrip('_')}:\n{np.asarray(getattr(model, name))}")
+    return "\n".join(lines)
+
+
+# -- subcommands -----------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .datasets import make_mixture
+
+    truth = make_mixture(
+        args.out,
+        args.samples,
+        args.features,
+        args.components,
+        args.covariance_type,
+        dtype=args.dtype,
+        chunk_rows=args.chunk_rows,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    summary = {"path": args.out, "n_samples": args.samples, **truth.to_json()}
+    _output(args, summary, f"wrote {args.samples} rows × {args.features} features to {args.out}")
+    return 0
+
+
+def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "n_components": args.components,
+        "tol": args.tol,
+        "max_iter": args.max_iter,
+        "n_init": args.n_init,
+        "random_state": args.random_state,
+        "verbose": int(not args.quiet and sys.stderr.isatty()),
+    }
+    if args.chunk_size is not None:
+        options["chunk_size"] = args.chunk_size
+    if args.family == "gaussian":
+        options["covariance_type"] = args.covariance_type
+    if args.sample_dim:
+        options["sample_dim"] = args.sample_dim
+    if args.variables:
+        options["variables"] = args.variables.split(",")
+    return options
+
+
+def _open_data(path: str) -> Any:
+    """Paths of NetCDF files open through xarray; everything else goes to the estimator."""
+    if path.endswith((".nc", ".nc4", ".netcdf")):
+        import xarray as xr
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No such file: {path!r}")
+        return xr.open_dataset(path, chunks={})
+    return path
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    cls = _estimator_class(args.family)
+    model = cls(**_fit_options(args))
+    start = time.perf_counter()
+    with _scheduler(args):
+        model.fit(_open_data(args.data))
+    seconds = time.perf_counter() - start
+    model.save(args.output)
+    summary = {**_summary(model, seconds), "model": args.output}
+    if args.summary:
+        with open(args.summary, "w") as handle:
+            json.dump(summary, handle, indent=2, default=_json_default)
+    _output(args, summary, f"{_describe(model)}\nsaved to {args.output} ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .io import load, to_zarr
+
+    model = load(args.model)
+    data = _open_data(args.data)
+    written = []
+    with _scheduler(args):
+        if not args.proba_only:
+            written.append(to_zarr(model.predict(data), args.out, overwrite=args.overwrite))
+        if args.proba or args.proba_only:
+            target = args.out if args.proba_only else f"{args.out.rstrip('/')}.proba.zarr"
+            written.append(to_zarr(model.predict_proba(data), target, overwrite=args.overwrite))
+    _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .io import load
+
+    model = load(args.model)
+    _output(args, _summary(model), _describe(model))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .io import load
+
+    model = load(args.model)
+    with _scheduler(args):
+        score = model.score(_open_data(args.data))
+    _output(args, {"mean_log_likelihood": score}, f"mean log-likelihood: {score:.10g}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .selection import select_n_components
+
+    cls = _estimator_class(args.family)
+    options = _fit_options(args)
+    options.pop("n_components")
+    with _scheduler(args):
+        selection = select_n_components(
+            cls(**options), _open_data(args.data), args.k, criterion=args.criterion
+        )
+    if args.output:
+        selection.best_estimator_.save(args.output)
+    summary = {
+        "criterion": args.criterion,
+        "best_n_components": selection.best_estimator_.n_components,
+        "table": selection.table,
+    }
+    _output(args, summary, str(selection))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dask.utils import format_bytes, parse_bytes
+    from scipy.optimize import linear_sum_assignment
+
+    from .datasets import make_mixture
+    from .estimators.gaussian import GaussianMixture
+
+    d, k = args.features, args.components
+    n = max(k, parse_bytes(args.size) // (4 * d))
+    chunk_rows = max(1, parse_bytes(args.chunk_size) // (4 * d))
+    say = print if not args.json else (lambda *a, **kw: None)
+    with tempfile.TemporaryDirectory(prefix="streamem-demo-") as folder:
+        store = os.path.join(folder, "demo.zarr")
+        start = time.perf_counter()
+        truth = make_mixture(store, n, d, k, args.covariance_type, chunk_rows=chunk_rows, seed=1)
+        written = time.perf_counter() - start
+        say(
+            f"wrote {n:,} rows × {d} features (float32, {format_bytes(n * d * 4)}) to a "
+            f"temporary Zarr store in {-(-n // chunk_rows)} chunks of "
+            f"{format_bytes(chunk_rows * d * 4)} ({written:.1f} s)"
+        )
+        model = GaussianMixture(
+            k,
+            covariance_type=args.covariance_type,
+            random_state=0,
+            chunk_size=args.chunk_size,
+            verbose=int(not args.quiet and sys.stderr.isatty()),
+        )
+        start = time.perf_counter()
+        with _scheduler(args):
+            model.fit(store)
+        seconds = time.perf_counter() - start
+    # match fitted components to true ones (they come out in arbitrary order)
+    cost = ((model.means_[:, None, :] - truth.means[None]) ** 2).sum(axis=2)
+    fitted, true = linear_sum_assignment(cost)
+    error = float(np.abs(model.means_[fitted] - truth.means[true]).max())
+    summary = {
+        **_summary(model, seconds),
+        "n_samples": int(n),
+        "true_weights": truth.weights[true],
+        "fitted_weights": model.weights_[fitted],
+        "max_abs_mean_error": error,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, default=_json_default))
+        return 0
+    print(
+        f"fitted out of core in {seconds:.1f} s: {model.n_iter_} EM iterations "
+        f"({seconds / max(model.n_iter_, 1):.2f} s each, one pass over the store per "
+        f"iteration), converged={model.converged_}, "
+        f"mean log-likelihood {model.lower_bound_:.5f}"
+    )
+    print(f"\n{'component':>9}  {'true weight':>11}  {'fitted':>7}   true mean → fitted mean")
+    with np.printoptions(precision=3, suppress=True, linewidth=200):
+        for i, j in zip(fitted, true, strict=True):
+            print(
+                f"{j:>9}  {truth.weights[j]:>11.4f}  {model.weights_[i]:>7.4f}   "
+                f"{truth.means[j]} → {model.means_[i]}"
+            )
+    print(f"\nlargest error in a fitted mean: {error:.4f}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    group.add_argument("--cluster", help="start a local cluster: 'local:N' worker processes")
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--family", default="gaussian", help="component family")
+    parser.add_argument(
+        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+    )
+    parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--n-init", type=int, default=1)
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--chunk-size", type=_chunk_size, help="rows, or bytes like 64MiB")
+    parser.add_argument("--sample-dim", help="xarray input: the sample dimension")
+    parser.add_argument("--variables", help="xarray Dataset input: comma-separated variables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamem", description="EM for mixture models on data bigger than memory."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="write a synthetic store, fit it out of core")
+    demo.add_argument("--size", default="256MiB", help="size of the synthetic data")
+    demo.add_argument("--chunk-size", default="32MiB", help="bytes per chunk")
+    demo.add_argument("--features", type=int, default=8)
+    demo.add_argument("--components", type=int, default=4)
+    demo.add_argument(
+        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+    )
+    _common(demo)
+    demo.set_defaults(run=cmd_demo)
+
+    generate = commands.add_parser("generate", help="synthetic mixture data to a Zarr store")
+    generate.add_argument("out")
+    generate.add_argument("--samples", type=int, default=1_000_000)
+    generate.add_argument("--features", type=int, default=8)
+    generate.add_argument("--components", type=int, default=4)
+    generate.add_argument(
+        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+    )
+    generate.add_argument("--dtype", default="float32")
+    generate.add_argument("--chunk-rows", type=int)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--overwrite", action="store_true")
+    _common(generate)
+    generate.set_defaults(run=cmd_generate)
+
+    fit = commands.add_parser("fit", help="fit a mixture model to DATA, write a model file")
+    fit.add_argument("data", help="Zarr store, .npy or NetCDF file")
+    fit.add_argument("-k", "--components", type=int, default=2)
+    fit.add_argument("-o", "--output", default="model.streamem", help="model file to write")
+    fit.add_argument("--summary", help="also write a JSON summary to this file")
+    _model_options(fit)
+    _common(fit)
+    fit.set_defaults(run=cmd_fit)
+
+    predict = commands.add_parser("predict", help="labels (and responsibilities) to Zarr")
+    predict.add_argument("model")
+    predict.add_argument("data")
+    predict.add_argument("--out", required=True, help="Zarr store to write the labels to")
+    predict.add_argument(
+        "--proba", action="store_true", help="also write responsibilities to OUT.proba.zarr"
+    )
+    predict.add_argument(
+        "--proba-only", action="store_true", help="write responsibilities (not labels) to OUT"
+    )
+    predict.add_argument("--overwrite", action="store_true")
+    _common(predict)
+    predict.set_defaults(run=cmd_predict)
+
+    info = commands.add_parser("info", help="describe a model file")
+    info.add_argument("model")
+    _common(info)
+    info.set_defaults(run=cmd_info)
+
+    score = commands.add_parser("score", help="mean log-likelihood of DATA under MODEL")
+    score.add_argument("model")
+    score.add_argument("data")
+    _common(score)
+    score.set_defaults(run=cmd_score)
+
+    select = commands.add_parser("select", help="BIC/AIC table over numbers of components")
+    select.add_argument("data")
+    select.add_argument("--k", type=_range, default=list(range(1, 11)), help="e.g. 1..10")
+    select.add_argument("--criterion", default="bic", choices=["bic", "aic"])
+    select.add_argument("-o", "--output", help="save the best model to this file")
+    _model_options(select)
+    _common(select)
+    select.set_defaults(run=cmd_select, components=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``streamem`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (UsageError, ValueError, OSError, TypeError) as exc:
+        if args.debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"streamem {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"streamem {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

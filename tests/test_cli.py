@@ -1,0 +1,133 @@
+"""The streamem command, end to end through subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from streamem import load
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamem", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "data.zarr"
+    result = run(
+        "generate",
+        str(path),
+        "--samples",
+        "20000",
+        "--features",
+        "3",
+        "--components",
+        "3",
+        "--chunk-rows",
+        "3000",
+        "--seed",
+        "2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_samples"] == 20000
+    return path
+
+
+def test_demo_small():
+    result = run("demo", "--size", "4MiB", "--chunk-size", "1MiB", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["converged"] and summary["max_abs_mean_error"] < 0.05
+    assert summary["n_samples"] == 4 * 2**20 // 32
+
+
+def test_demo_prints_table():
+    result = run("demo", "--size", "2MiB", "--chunk-size", "512KiB")
+    assert result.returncode == 0, result.stderr
+    assert "fitted out of core" in result.stdout and "true mean → fitted mean" in result.stdout
+
+
+def test_fit_predict_info_score_select(store, tmp_path):
+    model = tmp_path / "m.streamem"
+    result = run(
+        "fit",
+        f"{store}/data",
+        "-k",
+        "3",
+        "-o",
+        str(model),
+        "--summary",
+        str(tmp_path / "s.json"),
+        "--json",
+        "--chunk-size",
+        "5000",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["n_components"] == 3 and summary["converged"]
+    assert json.loads((tmp_path / "s.json").read_text())["n_iter"] == summary["n_iter"]
+    fitted = load(model)
+
+    result = run(
+        "predict", str(model), str(store), "--out", str(tmp_path / "labels.zarr"), "--proba"
+    )
+    assert result.returncode == 0, result.stderr
+    data = zarr.open(f"{store}/data")[:]
+    np.testing.assert_array_equal(
+        zarr.open(tmp_path / "labels.zarr" / "labels")[:], fitted.predict(data)
+    )
+    proba = zarr.open(tmp_path / "labels.zarr.proba.zarr" / "responsibilities")[:]
+    np.testing.assert_allclose(proba, fitted.predict_proba(data), rtol=1e-10)
+
+    result = run("info", str(model), "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["n_components"] == 3
+    result = run("info", str(model))
+    assert "GaussianMixture: 3 components" in result.stdout
+
+    result = run("score", str(model), str(store), "--json")
+    assert json.loads(result.stdout)["mean_log_likelihood"] == pytest.approx(
+        fitted.score(data), rel=1e-10
+    )
+
+    result = run("select", str(store), "--k", "1..4", "--json", "-o", str(tmp_path / "b.s"))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(result.stdout)
+    assert table["best_n_components"] == 3 and len(table["table"]) == 4
+    assert load(tmp_path / "b.s").n_components == 3
+
+
+def test_missing_store_is_one_line_exit_2(tmp_path):
+    result = run("fit", str(tmp_path / "missing.zarr"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"streamem fit: error: No such Zarr store: '{tmp_path / 'missing.zarr'}'"
+    ]
+
+
+def test_bad_option_is_exit_2():
+    result = run("fit", "x.zarr", "--covariance-type", "banana")
+    assert result.returncode == 2 and "invalid choice: 'banana'" in result.stderr
+    result = run("fit", "x.zarr", "--family", "banana")
+    assert result.returncode == 2 and "unknown family 'banana'" in result.stderr
+
+
+def test_bad_model_file_is_exit_2(tmp_path):
+    (tmp_path / "bad.streamem").write_text("not a model")
+    result = run("info", str(tmp_path / "bad.streamem"))
+    assert result.returncode == 2 and "damaged or not a streamem model file" in result.stderr
+    assert "Traceback" not in result.stderr
