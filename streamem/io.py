@@ -94,7 +94,7 @@ def decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         cls = _streamem_class(value["__tuple__"])
         if not (issubclass(cls, tuple) and hasattr(cls, "_fields")):
             raise ModelFileError(f"{value['__tuple__']!r} is not a NamedTuple")
-        return cls(**fields)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     cls = _streamem_class(value["__dataclass__"])
     if not dataclasses.is_dataclass(cls):
         raise ModelFileError(f"{value['__dataclass__']!r} is not a dataclass")

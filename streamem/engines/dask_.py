@@ -8,6 +8,8 @@ the graph, shared by every chunk task.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask
 import dask.array as da
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from ..estep import EStepResult, chunk_estep, merge_results
 from ..families._base import Mixture
 from ._blas import single_threaded_blas
+from .numpy_ import default_threads
 
 
 class DaskEngine:
@@ -82,6 +85,49 @@ class DaskEngine:
                 for i in range(0, len(level), self.split_every)
             ]
         return level[0]
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self._blocks)
+
+    def _chunk_task(self, index: int, func: Any, *args: Any) -> Any:
+        return dask.delayed(func, pure=True)(
+            self._blocks[index], self._weights[index], *args, self._offsets[index]
+        )
+
+    @property
+    def parallelism(self) -> int:
+        """How many chunks run at once: the cluster's threads, or the local ones."""
+        try:
+            from distributed import get_client
+
+            return max(1, sum(get_client().nthreads().values()))
+        except (ImportError, ValueError):
+            return int(dask.config.get("num_workers", None) or default_threads())
+
+    def estep_chunks(
+        self, models: tuple[Mixture, ...], indices: list[int] | None = None
+    ) -> list[EStepResult]:
+        """The E-step result of every chunk (or of those at ``indices``), not merged; one
+        compute."""
+        shared = dask.delayed(tuple(models), traverse=False, pure=True)
+        indices = range(self.n_chunks) if indices is None else indices
+        tasks = [self._chunk_task(i, chunk_estep, shared) for i in indices]
+        with single_threaded_blas():
+            return list(dask.compute(*tasks, scheduler=self.scheduler))
+
+    def estep_chunk(self, index: int, models: tuple[Mixture, ...]) -> EStepResult:
+        """The E-step result of one chunk (one compute)."""
+        return self.apply_chunk(index, chunk_estep, tuple(models))
+
+    def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
+        """``func(chunk, weights, *args, row_offset)`` on one chunk, where the chunk is read."""
+        shared = [dask.delayed(a, traverse=False, pure=True) for a in args]
+        with single_threaded_blas():
+            (result,) = dask.compute(
+                self._chunk_task(index, func, *shared), scheduler=self.scheduler
+            )
+        return result
 
     def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
         """One pass over the data: the merged E-step result of every model (one compute)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -72,17 +73,43 @@ class NumpyEngine:
         w = None if self.sample_weight is None else self.sample_weight[start:stop]
         return chunk_estep(self.X[start:stop], w, models, start)
 
+    @property
+    def n_chunks(self) -> int:
+        return len(self.bounds)
+
+    @property
+    def parallelism(self) -> int:
+        """How many chunks run at once."""
+        return self.n_threads
+
+    def estep_chunks(
+        self, models: tuple[Mixture, ...], indices: list[int] | None = None
+    ) -> list[EStepResult]:
+        """The E-step result of every chunk (or of the chunks at ``indices``), not merged."""
+        models = tuple(models)
+        bounds = self.bounds if indices is None else [self.bounds[i] for i in indices]
+        with single_threaded_blas():
+            if len(bounds) == 1 or self.n_threads == 1:
+                return [self._chunk(b, models) for b in bounds]
+            with ThreadPoolExecutor(self.n_threads) as pool:
+                return list(pool.map(lambda b: self._chunk(b, models), bounds))
+
     def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
         """One pass over the data: the merged E-step result of every model."""
-        models = tuple(models)
-        with single_threaded_blas():
-            if len(self.bounds) == 1 or self.n_threads == 1:
-                results = [self._chunk(b, models) for b in self.bounds]
-            else:
-                with ThreadPoolExecutor(self.n_threads) as pool:
-                    results = list(pool.map(lambda b: self._chunk(b, models), self.bounds))
         families = tuple(model.family for model in models)
-        return tree_merge(families, results, self.split_every)
+        return tree_merge(families, self.estep_chunks(models), self.split_every)
+
+    def estep_chunk(self, index: int, models: tuple[Mixture, ...]) -> EStepResult:
+        """The E-step result of one chunk."""
+        with single_threaded_blas():
+            return self._chunk(self.bounds[index], tuple(models))
+
+    def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
+        """``func(chunk, weights, *args, row_offset)`` on one chunk."""
+        start, stop = self.bounds[index]
+        w = None if self.sample_weight is None else self.sample_weight[start:stop]
+        with single_threaded_blas():
+            return func(self.X[start:stop], w, *args, start)
 
     def sample(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows (and their weights) at sorted ``indices``."""

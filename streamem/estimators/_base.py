@@ -22,7 +22,9 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._validation import check_float, check_int, check_option, check_sample_weight
-from ..drivers.batch import FitResult, best_result, fit_em
+from ..drivers import stepwise
+from ..drivers.batch import DegenerateComponentWarning, FitResult, Iteration, best_result, fit_em
+from ..drivers.incremental import fit_incremental
 from ..drivers.init import (
     INIT_PARAMS,
     initial_responsibilities,
@@ -34,7 +36,8 @@ from ..estep import chunk_predict, chunk_predict_proba, chunk_score_samples
 from ..families._base import Mixture
 from ..sources import Rows, chunk_rows, is_lazy, open_rows, validate_rows
 
-ALGORITHMS = ("batch",)
+ALGORITHMS = ("batch", "online", "incremental")
+ONLINE_BATCH_SIZE = 10_000  # rows per stepwise update when fitting a whole source online
 
 
 def _rows_task(
@@ -133,6 +136,17 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 f"{owner}: learn_weights=False keeps the weights fixed, so weights_init must "
                 "give them."
             )
+        check_option("algorithm", self.algorithm, ALGORITHMS, owner)
+        if self.max_passes is not None:
+            check_int("max_passes", self.max_passes, 1, owner)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, 1, owner)
+        check_float("learning_decay", self.learning_decay, owner, low=0.5, high=1.0, low_open=True)
+        check_float("learning_offset", self.learning_offset, owner, low=0.0)
+        if self.learning_rate is not None:
+            check_float(
+                "learning_rate", self.learning_rate, owner, low=0.0, high=1.0, low_open=True
+            )
 
     def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> Rows:
         rows = open_rows(
@@ -141,8 +155,11 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         with _labelled(rows.label):
             return validate_rows(rows, self, reset=reset, min_rows=min_rows)
 
-    def _engine(self, X: np.ndarray | da.Array, sample_weight: Any) -> Any:
+    def _engine(self, X: np.ndarray | da.Array, sample_weight: Any, whole: bool = False) -> Any:
+        """The engine for ``X``; ``whole``: in-memory data as one chunk (one online update)."""
         rows = chunk_rows(self.chunk_size, X.shape[1], X.dtype.itemsize)
+        if whole and not is_lazy(X):
+            rows = max(X.shape[0], 1)
         if is_lazy(X):
             if rows is not None and X.chunks[0][0] != rows:
                 X = X.rechunk({0: rows, 1: -1})
@@ -226,23 +243,204 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         sample = _InitSample(engine, self.init_size, rng)
         models, lower_bound = self._start(engine, sample, rng, do_init)
-        with self._progress() as progress:
-            results = fit_em(
-                engine,
-                models,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                learn_weights=self.learn_weights,
-                lower_bound=lower_bound,
-                reseed_rows=sample.rows,
-                callback=self.callback,
-                progress=progress,
-            )
+        passes = self.max_passes or self.max_iter
+        with self._progress(passes) as progress:
+            if self.algorithm == "batch":
+                results = fit_em(
+                    engine,
+                    models,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    learn_weights=self.learn_weights,
+                    lower_bound=lower_bound,
+                    reseed_rows=sample.rows,
+                    callback=self.callback,
+                    progress=progress,
+                )
+            elif self.algorithm == "incremental":
+                results = fit_incremental(
+                    engine,
+                    models,
+                    tol=self.tol,
+                    max_passes=passes,
+                    learn_weights=self.learn_weights,
+                    reseed_rows=sample.rows,
+                    callback=self.callback,
+                    progress=progress,
+                    rng=rng,
+                    store=self.incremental_store,
+                )
+            else:
+                state = (
+                    self.stepwise_state_
+                    if not do_init and hasattr(self, "stepwise_state_")
+                    else stepwise.initial_state(tuple(models))
+                )
+                results, state = stepwise.fit_online(
+                    engine,
+                    state,
+                    self._stepwise_options(default_batch=ONLINE_BATCH_SIZE),
+                    rng=rng,
+                    tol=self.tol,
+                    max_passes=passes,
+                    callback=self.callback,
+                    progress=progress,
+                )
+                self._keep_stepwise_state(state)
         return self._finish(results)
 
-    def _progress(self) -> tqdm:
+    # -- online updates ------------------------------------------------------------------------
+
+    def _stepwise_options(self, default_batch: int | None = None) -> stepwise.Options:
+        return stepwise.Options(
+            stepwise.Schedule(
+                float(self.learning_decay), float(self.learning_offset), self.learning_rate
+            ),
+            self.batch_size or default_batch,
+            bool(self.learn_weights),
+            bool(self.average),
+        )
+
+    def _keep_stepwise_state(self, state: stepwise.StepwiseState) -> None:
+        self.stepwise_state_ = state
+        self.n_steps_ = state.n_steps
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MixtureEstimator:
+        """Update the model with one more batch of rows by stepwise (online) EM.
+
+        Stepwise EM interpolates sufficient statistics rather than parameters:
+        ``s ← (1 − η_t) s + η_t s̄(batch)``, with ``s̄`` the batch's expected statistics per
+        unit of row weight, then takes an M-step; ``η_t = (t + learning_offset)^(−
+        learning_decay)``, or ``learning_rate`` for every step (forgetting, for drifting
+        streams). No M-step is taken until every component has enough responsibility mass
+        to define its parameters (burn-in). With ``average=True`` the fitted attributes are
+        those of the running mean of the statistics after burn-in.
+
+        The first call initialises the model from its batch (``init_params`` on up to
+        ``init_size`` of its rows, ``n_init`` is not used). In-memory batches make one update
+        (or one per ``batch_size`` rows); lazy sources (Dask, Zarr, xarray) one per chunk,
+        computed where the chunk is. A batch that is rejected (wrong number of features,
+        empty, NaN, ...) leaves the model unchanged. ``save`` keeps the running state, so a
+        loaded model continues exactly where it stopped.
+
+        References: O. Cappé and E. Moulines (2009), "On-line expectation–maximization
+        algorithm for latent data models", JRSS B 71(3); P. Liang and D. Klein (2009),
+        "Online EM for unsupervised models", NAACL.
+
+        Parameters
+        ----------
+        X : array-like, Dask array, Zarr store, xarray object, ...
+            A batch of rows.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each row.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        self._update(X, sample_weight)
+        return self
+
+    def _update(self, X: Any, sample_weight: Any) -> tuple[float, float]:
+        """``partial_fit``; returns the batch's total log-likelihood and weight."""
+        first = not hasattr(self, "stepwise_state_")
+        if first:
+            self._check_parameters()
+        rows = self._rows(X, reset=first, min_rows=1)
+        with _labelled(rows.label):
+            engine = self._engine(rows.data, sample_weight, whole=True)
+            if first:
+                if engine.n_rows < self.n_components:
+                    raise ValueError(
+                        "Expected n_samples >= n_components in the first batch (the model "
+                        f"is initialised from it) but got n_components = {self.n_components}, "
+                        f"n_samples = {engine.n_rows}"
+                    )
+                self._check_initial_parameters(engine.n_features)
+                rng = check_random_state(self.random_state)
+                sample = _InitSample(engine, self.init_size, rng)
+                model = self._initial_model(self._family(), sample, rng, engine.n_features)
+                state = stepwise.initial_state((model,))
+            else:
+                state = self.stepwise_state_
+            options = self._stepwise_options()
+            total, weight, notes = 0.0, 0.0, []
+            for j in range(engine.n_chunks):
+                outcome = engine.apply_chunk(j, stepwise.stepwise_chunk, state, options, None)
+                state = outcome.state
+                total += float(outcome.log_likelihood[0])
+                weight += outcome.weight
+                notes += outcome.notes
+        for note in notes:  # only now: a rejected batch changes nothing, warns nothing
+            warnings.warn(note, DegenerateComponentWarning, stacklevel=2)
+        self._keep_stepwise_state(state)
+        self._set_model(stepwise.reported_models(state, learn_weights=self.learn_weights)[0])
+        self.converged_ = False
+        self.n_iter_ = state.n_steps
+        self.lower_bound_ = total / weight
+        self.lower_bounds_ = [*getattr(self, "lower_bounds_", [])[-999:], self.lower_bound_]
+        return total, weight
+
+    def fit_stream(self, blocks: Any, sample_weights: Any = None) -> MixtureEstimator:
+        """Fit by stepwise EM over a stream of blocks of rows (``partial_fit`` on each).
+
+        Parameters
+        ----------
+        blocks : iterable, or callable returning an iterable
+            Blocks of rows in any form ``partial_fit`` accepts (arrays, Zarr paths, xarray
+            objects...), for example a generator reading files. A list, tuple or callable can
+            be iterated again: up to ``max_passes`` passes (default ``max_iter``) are made,
+            stopping when a pass's mean log-likelihood changes by less than ``tol``. A
+            one-shot iterator gives one pass.
+        sample_weights : iterable, optional
+            Row weights for each block, in the same order.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._check_parameters()
+        if not self.warm_start:
+            for name in ("stepwise_state_", "n_steps_"):
+                if hasattr(self, name):
+                    delattr(self, name)
+        repeatable = callable(blocks) or isinstance(blocks, list | tuple)
+        passes = (self.max_passes or self.max_iter) if repeatable else 1
+        history: list[float] = []
+        previous = -math.inf
+        self.converged_ = False
+        for n_pass in range(1, passes + 1):
+            source = blocks() if callable(blocks) else blocks
+            weights = iter(sample_weights) if sample_weights is not None else None
+            total = weight = 0.0
+            for block in tqdm(
+                source, desc=f"pass {n_pass}", unit="block", disable=not self.verbose, leave=False
+            ):
+                block_total, block_weight = self._update(
+                    block, None if weights is None else next(weights)
+                )
+                total += block_total
+                weight += block_weight
+            bound = total / weight if weight else -math.inf
+            history.append(bound)
+            if self.callback is not None:
+                self.callback(Iteration(0, n_pass, bound, bound - previous, self._get_model()))
+            if abs(bound - previous) < self.tol:
+                self.converged_ = True
+                break
+            previous = bound
+        self.n_iter_ = len(history)
+        self.lower_bounds_ = history
+        self.lower_bound_ = history[-1] if history else -math.inf
+        return self
+
+    def _progress(self, total: int | None = None) -> tqdm:
         return tqdm(
-            total=self.max_iter,
+            total=total or self.max_iter,
             desc=f"{type(self).__name__} EM",
             unit="it",
             disable=not self.verbose,

@@ -82,8 +82,32 @@ class GaussianMixture(MixtureEstimator):
     variables : list of str, default=None
         For ``xarray.Dataset`` input: the data variables to use as features (default: all
         that have the sample dimension).
+    algorithm : {'batch', 'online', 'incremental'}, default='batch'
+        ``batch``: EM, one pass over the data per iteration. ``online``: stepwise EM
+        (see :meth:`partial_fit`) over passes through the data in a random chunk and row
+        order, in mini-batches of ``batch_size`` rows (default 10 000). ``incremental``:
+        incremental EM (Neal & Hinton, 1998), an M-step after every chunk, the chunks'
+        statistics kept (in memory, or in ``incremental_store``); its lower bound (the free
+        energy) never decreases.
+    max_passes : int, default=None
+        For ``online`` and ``incremental``: the maximum number of passes over the data
+        (default ``max_iter``).
+    batch_size : int, default=None
+        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
+    learning_decay : float, default=0.6
+        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
+    learning_offset : float, default=2.0
+        t₀ ≥ 0 in the step size.
+    learning_rate : float, default=None
+        A constant step size η ∈ (0, 1] instead of the decaying one: old data are forgotten
+        geometrically, which follows a drifting stream.
+    average : bool, default=False
+        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    incremental_store : str, default=None
+        A Zarr store to keep the per-chunk statistics of ``incremental`` fits in, when they
+        are too large for memory.
     callback : callable, default=None
-        Called after every iteration with a :class:`streamem.drivers.Iteration`.
+        Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
     Attributes
     ----------
@@ -109,6 +133,8 @@ class GaussianMixture(MixtureEstimator):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when ``X`` had string column names.
+    n_steps_ : int
+        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
 
     Examples
     --------
@@ -144,6 +170,14 @@ class GaussianMixture(MixtureEstimator):
         split_every: int = 8,
         sample_dim: str | None = None,
         variables: list[str] | None = None,
+        algorithm: str = "batch",
+        max_passes: int | None = None,
+        batch_size: int | None = None,
+        learning_decay: float = 0.6,
+        learning_offset: float = 2.0,
+        learning_rate: float | None = None,
+        average: bool = False,
+        incremental_store: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -166,6 +200,14 @@ class GaussianMixture(MixtureEstimator):
         self.split_every = split_every
         self.sample_dim = sample_dim
         self.variables = variables
+        self.algorithm = algorithm
+        self.max_passes = max_passes
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.learning_rate = learning_rate
+        self.average = average
+        self.incremental_store = incremental_store
         self.callback = callback
 
     def _family(self) -> Gaussian:

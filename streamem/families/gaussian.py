@@ -210,6 +210,44 @@ class Gaussian:
         covariances, chol, notes = precision_cholesky(covariances, kind)
         return GaussianParams(stats.means.copy(), covariances, chol), notes
 
+    def expected_log_prob(self, stats: GaussianStats, params: GaussianParams) -> np.ndarray:
+        """``Σ r log p_k(x)`` for each component, from statistics alone (K,).
+
+        With ``m`` and ``S`` the statistics' mean and scatter and ``P = L Lᵀ``:
+        ``n (log|L| − D/2 log 2π) − ½ [tr(P S) + n (m − μ)ᵀ P (m − μ)]``.
+        """
+        counts, means, scatter = stats
+        chol = params.precisions_cholesky
+        d = means.shape[1]
+        delta = means - params.means
+        kind = self.covariance_type
+        if kind in ("full", "tied"):
+            k = len(counts)
+            chol = chol if kind == "full" else np.broadcast_to(chol, (k, d, d))
+            log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            y = np.einsum("kji,kj->ki", chol, delta)  # Lᵀ(m − μ)
+            spread = np.square(y).sum(axis=1) * counts
+            if kind == "full":
+                trace = np.einsum("kij,kji->k", chol @ chol.transpose(0, 2, 1), scatter)
+            else:  # the pooled scatter, counted once
+                trace = np.zeros(k)
+                trace[0] = np.sum((chol[0] @ chol[0].T) * scatter)
+        elif kind == "diag":
+            precisions = np.square(chol)
+            log_det = np.log(chol).sum(axis=1)
+            spread = (precisions * np.square(delta)).sum(axis=1) * counts
+            trace = (precisions * scatter).sum(axis=1)
+        else:
+            precisions = np.square(chol)
+            log_det = d * np.log(chol)
+            spread = precisions * np.square(delta).sum(axis=1) * counts
+            trace = precisions * scatter
+        return counts * (log_det - 0.5 * d * LOG_2PI) - 0.5 * (trace + spread)
+
+    def min_count(self, n_features: int) -> float:
+        """Responsibility mass a component needs before its M-step is well defined."""
+        return {"full": n_features + 1.0, "tied": 1.0}.get(self.covariance_type, 2.0)
+
     # -- everything else ---------------------------------------------------------------------
 
     def n_parameters(self, params: GaussianParams) -> int:
@@ -286,15 +324,23 @@ def precision_cholesky(
             "a covariance matrix is not finite; the data may contain values too large to square "
             "in float64 — rescale the features"
         )
+    # jitter relative to the spread of the components (a component may have none at all)
+    diagonals = (
+        covariances
+        if covariance_type in ("diag", "spherical")
+        else np.diagonal(covariances, axis1=-2, axis2=-1)
+    )
+    overall = float(np.abs(diagonals).mean()) if diagonals.size else 0.0
     if covariance_type in ("diag", "spherical"):
         bad = covariances <= 0
         if bad.any():
-            scale = np.abs(covariances).max() or 1.0
-            covariances[bad] = scale * 1e-10
+            if overall == 0.0:
+                raise ValueError(_ZERO_SPREAD)
+            covariances[bad] = overall * 1e-10
             components = np.unique(np.nonzero(bad)[0]) if bad.ndim > 1 else np.nonzero(bad)[0]
             notes += [
                 f"component {k}: variance was not positive after reg_covar; set to "
-                f"{scale * 1e-10:.3g}. Increase reg_covar or remove constant features."
+                f"{overall * 1e-10:.3g}. Increase reg_covar or remove constant features."
                 for k in components
             ]
         return covariances, 1.0 / np.sqrt(covariances), notes
@@ -307,7 +353,9 @@ def precision_cholesky(
         try:
             factor = linalg.cholesky(covariance, lower=True)
         except linalg.LinAlgError:
-            scale = max(np.abs(np.diagonal(covariance)).mean(), np.finfo(np.float64).tiny)
+            scale = max(float(np.abs(np.diagonal(covariance)).mean()), overall)
+            if scale == 0.0:
+                raise ValueError(_ZERO_SPREAD) from None
             jitter = scale * 1e-12
             while True:
                 jitter *= 10
@@ -326,6 +374,12 @@ def precision_cholesky(
             )
         chol[k] = linalg.solve_triangular(factor, identity, lower=True).T
     return covariances, (chol[0] if covariance_type == "tied" else chol), notes
+
+
+_ZERO_SPREAD = (
+    "every component's covariance is zero (each holds a single distinct point) and reg_covar "
+    "is 0; set reg_covar > 0 (the default is 1e-6) or use init_params='kmeans'."
+)
 
 
 def precision_cholesky_from_precisions(

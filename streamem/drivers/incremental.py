@@ -1,0 +1,212 @@
+"""Incremental EM (Neal & Hinton, 1998): revisit one chunk at a time, M-step after each.
+
+The statistics of the whole data are the sum of the chunks' statistics. Incremental EM keeps
+each chunk's last statistics ``s_j``; visiting chunk ``j`` recomputes them under the current
+parameters, replaces them in the total (``S ← S − s_j + s_j'``) and takes an M-step at once.
+Each visit increases the free energy
+
+    F(q, θ) = Σ_j E_{q_j}[log p(x_j, z | θ)] + H(q_j),
+
+so, unlike stepwise EM, the objective never decreases and there is no step size; since the
+parameters improve after every chunk instead of after every pass, it usually needs far fewer
+passes than batch EM. ``F`` is tracked exactly from statistics: ``E_q[log p(x, z | θ)]`` is
+linear in them (the family's ``expected_log_prob``), and the rest of each chunk's term is the
+constant recorded at its last visit.
+
+Per-chunk statistics stay in memory, or in a Zarr store when they are large.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..estep import EStepResult, merge_results, tree_merge
+from ..families._base import Mixture, log_weights
+from .batch import DegenerateComponentWarning, FitResult, Iteration, m_step
+
+
+def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
+    """``E_q[log p(x, z | θ)]`` without the base measure, from statistics alone."""
+    with np.errstate(invalid="ignore"):
+        weights_term = np.nansum(stats.counts * log_weights(model.weights))
+    return float(weights_term + model.family.expected_log_prob(stats, model.params).sum())
+
+
+class ChunkStatsStore:
+    """Each chunk's last E-step result, in memory or spilled to a Zarr store.
+
+    Parameters
+    ----------
+    n_chunks : int
+        Number of chunks.
+    path : str or None
+        A Zarr store to keep the statistics in (None: memory).
+    """
+
+    def __init__(self, n_chunks: int, path: str | None = None) -> None:
+        self.n_chunks, self.path = n_chunks, path
+        self._memory: list[EStepResult | None] = [None] * n_chunks
+        self._layout: Any = None
+
+    def _flatten(self, result: EStepResult) -> list[np.ndarray]:
+        leaves = [np.asarray(field) for stats in result.stats for field in stats]
+        return [
+            *leaves,
+            np.asarray(result.log_likelihood),
+            np.array([result.weight, result.n_rows], dtype=float),
+        ]
+
+    def __setitem__(self, index: int, result: EStepResult) -> None:
+        if self.path is None:
+            self._memory[index] = result
+            return
+        import zarr
+
+        leaves = self._flatten(result)
+        if self._layout is None:
+            self._layout = [type(s) for s in result.stats], [len(s) for s in result.stats]
+            group = zarr.open_group(self.path, mode="w")
+            for i, leaf in enumerate(leaves):
+                group.create_array(
+                    str(i),
+                    shape=(self.n_chunks, *leaf.shape),
+                    chunks=(1, *leaf.shape),
+                    dtype=leaf.dtype,
+                )
+        group = zarr.open_group(self.path, mode="r+")
+        for i, leaf in enumerate(leaves):
+            group[str(i)][index] = leaf
+
+    def __getitem__(self, index: int) -> EStepResult:
+        if self.path is None:
+            return self._memory[index]
+        import zarr
+
+        group = zarr.open_group(self.path, mode="r")
+        leaves = [group[str(i)][index] for i in range(len(list(group.array_keys())))]
+        types, sizes = self._layout
+        stats, at = [], 0
+        for cls, size in zip(types, sizes, strict=True):
+            stats.append(cls(*leaves[at : at + size]))
+            at += size
+        weight, n_rows = leaves[-1]
+        return EStepResult(tuple(stats), leaves[-2], float(weight), int(n_rows))
+
+
+def _replace(families: tuple, total: EStepResult, old: EStepResult, new: EStepResult):
+    """``total`` with one chunk's old statistics swapped for its new ones."""
+    stats = tuple(
+        family.merge(family.subtract(t, o), n)
+        for family, t, o, n in zip(families, total.stats, old.stats, new.stats, strict=True)
+    )
+    return EStepResult(stats, total.log_likelihood, total.weight, total.n_rows)
+
+
+def fit_incremental(
+    engine: Any,
+    models: list[Mixture],
+    *,
+    tol: float = 1e-3,
+    max_passes: int = 100,
+    learn_weights: bool = True,
+    reseed_rows: Any = None,
+    callback: Callable[[Iteration], Any] | None = None,
+    progress: Any = None,
+    rng: np.random.RandomState | None = None,
+    store: str | None = None,
+) -> list[FitResult]:
+    """Incremental EM over the engine's chunks, all models advancing together.
+
+    Each pass visits the chunks in a random order (when ``rng`` is given), as many at a time
+    as the engine runs in parallel, with an M-step after each visit; the first pass adds each
+    chunk's statistics to the total as it meets them. The recorded lower bound of a pass is
+    the free energy per unit of row weight after it, which never decreases (up to the
+    regularisation ``reg_covar`` or smoothing adds to the M-step).
+
+    Returns
+    -------
+    list of FitResult
+        One per model; ``n_iter`` counts passes.
+    """
+    families = tuple(m.family for m in models)
+    models = tuple(models)
+    chunks = ChunkStatsStore(engine.n_chunks, store)
+    constants = np.zeros((engine.n_chunks, len(models)))
+
+    def record(index: int, result: EStepResult, current: tuple) -> None:
+        chunks[index] = result
+        for i, model in enumerate(current):
+            expected = expected_complete_log_likelihood(model, result.stats[i])
+            constants[index, i] = result.log_likelihood[i] - expected
+
+    def step(total: EStepResult, current: tuple) -> tuple:
+        out = []
+        for i, model in enumerate(current):
+            new, notes = m_step(
+                model,
+                total.stats[i],
+                total.n_rows,
+                total.weight,
+                learn_weights=learn_weights,
+                reseed_rows=reseed_rows,
+            )
+            for note in notes:
+                warnings.warn(note, DegenerateComponentWarning, stacklevel=3)
+            out.append(new)
+        return tuple(out)
+
+    def free_energy(total: EStepResult, current: tuple) -> np.ndarray:
+        return np.array(
+            [
+                (expected_complete_log_likelihood(m, total.stats[i]) + constants[:, i].sum())
+                / total.weight
+                for i, m in enumerate(current)
+            ]
+        )
+
+    histories: list[list[float]] = [[] for _ in models]
+    previous = np.full(len(models), -math.inf)
+    converged = False
+    group = max(1, int(getattr(engine, "parallelism", 1)))
+    total: EStepResult | None = None
+    visited = np.zeros(engine.n_chunks, dtype=bool)
+    n_pass = 0
+    for n_pass in range(1, max_passes + 1):
+        order = rng.permutation(engine.n_chunks) if rng is not None else np.arange(engine.n_chunks)
+        # a visit is a group of chunks E-stepped in parallel, then one M-step
+        for start in range(0, engine.n_chunks, group):
+            indices = [int(j) for j in order[start : start + group]]
+            for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
+                if total is None:
+                    total = new
+                elif visited[j]:
+                    total = _replace(families, total, chunks[j], new)
+                else:  # the first pass adds chunks as it meets them
+                    total = merge_results(families, total, new)
+                visited[j] = True
+                record(j, new, models)
+            models = step(total, models)
+        # re-add the chunks from scratch once per pass, so subtraction errors never build up
+        total = tree_merge(families, [chunks[j] for j in range(engine.n_chunks)], 8)
+        bound = free_energy(total, models)
+        for i in range(len(models)):
+            histories[i].append(float(bound[i]))
+            if callback is not None:
+                callback(Iteration(i, n_pass, float(bound[i]), bound[i] - previous[i], models[i]))
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix_str(f"free energy {bound.max():.6g}")
+        change = np.abs(bound - previous)
+        previous = bound
+        if np.all(change < tol):
+            converged = True
+            break
+    return [
+        FitResult(model, history, n_pass, converged)
+        for model, history in zip(models, histories, strict=True)
+    ]
