@@ -2,7 +2,14 @@
 
 from .datasets import make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
-from .estimators import GaussianMixture
+from .estimators import (
+    BernoulliMixture,
+    BinomialMixture,
+    GaussianMixture,
+    GroupedGaussianMixture,
+    MultinomialMixture,
+    PoissonMixture,
+)
 from .io import ModelFileError, load, to_zarr
 from .selection import Selection, select_n_components
 from .sources import open_rows
@@ -10,10 +17,15 @@ from .sources import open_rows
 __version__ = "0.1.0"
 
 __all__ = [
+    "BernoulliMixture",
+    "BinomialMixture",
     "DegenerateComponentWarning",
     "GaussianMixture",
+    "GroupedGaussianMixture",
     "Iteration",
     "ModelFileError",
+    "MultinomialMixture",
+    "PoissonMixture",
     "Selection",
     "__version__",
     "load",

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-ESTIMATORS = {"gaussian": ("streamem.estimators.gaussian", "GaussianMixture")}
+ESTIMATORS = {
+    "gaussian": "GaussianMixture",
+    "bernoulli": "BernoulliMixture",
+    "binomial": "BinomialMixture",
+    "multinomial": "MultinomialMixture",
+    "poisson": "PoissonMixture",
+    "grouped-gaussian": "GroupedGaussianMixture",
+}
 
 
 class UsageError(Exception):
@@ -27,12 +34,11 @@ class UsageError(Exception):
 
 
 def _estimator_class(family: str) -> type:
-    import importlib
+    from . import estimators
 
     if family not in ESTIMATORS:
         raise UsageError(f"unknown family {family!r}; choose from {', '.join(ESTIMATORS)}")
-    module, name = ESTIMATORS[family]
-    return getattr(importlib.import_module(module), name)
+    return getattr(estimators, ESTIMATORS[family])
 
 
 def _range(text: str) -> list[int]:
@@ -145,7 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
+def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     options: dict[str, Any] = {
         "n_components": args.components,
         "tol": args.tol,
@@ -158,6 +164,20 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
         options["chunk_size"] = args.chunk_size
     if args.family == "gaussian":
         options["covariance_type"] = args.covariance_type
+    elif args.covariance_type != "full":
+        raise UsageError("--covariance-type applies to --family gaussian only")
+    for name in ("n_trials", "n_categories", "trials_column"):
+        value = getattr(args, name, None)
+        if value is not None:
+            if name not in cls.__init__.__code__.co_varnames:
+                raise UsageError(f"--{name.replace('_', '-')} does not apply to {args.family}")
+            options[name] = value
+    if getattr(args, "algorithm", "batch") != "batch":
+        options["algorithm"] = args.algorithm
+    if getattr(args, "max_passes", None) is not None:
+        options["max_passes"] = args.max_passes
+    if getattr(args, "batch_size", None) is not None:
+        options["batch_size"] = args.batch_size
     if args.sample_dim:
         options["sample_dim"] = args.sample_dim
     if args.variables:
@@ -178,7 +198,7 @@ def _open_data(path: str) -> Any:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
-    model = cls(**_fit_options(args))
+    model = cls(**_fit_options(args, cls))
     start = time.perf_counter()
     with _scheduler(args):
         model.fit(_open_data(args.data))
@@ -230,7 +250,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .selection import select_n_components
 
     cls = _estimator_class(args.family)
-    options = _fit_options(args)
+    options = _fit_options(args, cls)
     options.pop("n_components")
     with _scheduler(args):
         selection = select_n_components(
@@ -323,7 +343,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--family", default="gaussian", help="component family")
+    parser.add_argument("--family", default="gaussian", help=f"one of {', '.join(ESTIMATORS)}")
     parser.add_argument(
         "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
     )
@@ -334,6 +354,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=_chunk_size, help="rows, or bytes like 64MiB")
     parser.add_argument("--sample-dim", help="xarray input: the sample dimension")
     parser.add_argument("--variables", help="xarray Dataset input: comma-separated variables")
+    parser.add_argument("--n-trials", type=int, help="binomial (or multinomial): trials per row")
+    parser.add_argument("--trials-column", type=int, help="binomial: the column of trials")
+    parser.add_argument("--n-categories", type=int, help="multinomial: labels per column")
+    parser.add_argument("--algorithm", default="batch", choices=["batch", "online", "incremental"])
+    parser.add_argument("--max-passes", type=int, help="online/incremental: passes over the data")
+    parser.add_argument("--batch-size", type=int, help="online: rows per update")
 
 
 def build_parser() -> argparse.ArgumentParser:

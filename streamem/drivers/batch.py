@@ -99,9 +99,26 @@ def m_step(
     return Mixture(family, weights, params), notes
 
 
+class BatchProgress(NamedTuple):
+    """Everything batch EM needs to continue after ``n_iter`` iterations (a checkpoint)."""
+
+    models: tuple
+    histories: tuple
+    previous: tuple
+    n_iters: tuple
+    converged: tuple
+    n_iter: int
+
+
+def start_progress(models: Sequence[Mixture], lower_bound: float = -math.inf) -> BatchProgress:
+    """The progress of a batch fit that has not run any iteration yet."""
+    r = len(models)
+    return BatchProgress(tuple(models), ((),) * r, (lower_bound,) * r, (0,) * r, (False,) * r, 0)
+
+
 def fit_em(
     engine: Any,
-    models: Sequence[Mixture],
+    models: Sequence[Mixture] | BatchProgress,
     *,
     tol: float = 1e-3,
     max_iter: int = 100,
@@ -110,6 +127,7 @@ def fit_em(
     reseed_rows: np.ndarray | Callable[[], np.ndarray] | None = None,
     callback: Callable[[Iteration], Any] | None = None,
     progress: Any = None,
+    save: Callable[[BatchProgress], Any] | None = None,
 ) -> list[FitResult]:
     """Run batch EM on every model, sharing one pass over the data per iteration.
 
@@ -117,8 +135,8 @@ def fit_em(
     ----------
     engine : NumpyEngine or DaskEngine
         Provides ``estep(models) -> EStepResult`` (one pass over the data).
-    models : sequence of Mixture
-        Initial models.
+    models : sequence of Mixture, or BatchProgress
+        Initial models, or the saved progress of an interrupted fit to continue.
     tol : float
         Convergence threshold on the change of the mean log-likelihood.
     max_iter : int
@@ -134,20 +152,25 @@ def fit_em(
         Called with an :class:`Iteration` after every M-step of every model.
     progress : object or None
         Anything with ``update(n)`` and ``set_postfix_str(s)`` (a tqdm bar).
+    save : callable or None
+        Called with the :class:`BatchProgress` after every iteration (checkpoints).
 
     Returns
     -------
     list of FitResult
         One per model, in order.
     """
-    models = list(models)
-    histories: list[list[float]] = [[] for _ in models]
-    previous = [lower_bound] * len(models)
-    n_iters = [0] * len(models)
-    converged = [False] * len(models)
-    active = list(range(len(models)))
+    state = models if isinstance(models, BatchProgress) else start_progress(models, lower_bound)
+    models = list(state.models)
+    histories = [list(h) for h in state.histories]
+    previous = list(state.previous)
+    n_iters = list(state.n_iters)
+    converged = list(state.converged)
+    active = [i for i in range(len(models)) if not converged[i]]
+    if progress is not None and state.n_iter:
+        progress.update(state.n_iter)
 
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(state.n_iter + 1, max_iter + 1):
         if not active:
             break
         result: EStepResult = engine.estep(tuple(models[i] for i in active))
@@ -179,10 +202,20 @@ def fit_em(
             if abs(change) < tol:
                 converged[i] = True
         if progress is not None:
-            best = max(previous)
             progress.update(1)
-            progress.set_postfix_str(f"log-likelihood {best:.6g}")
+            progress.set_postfix_str(f"log-likelihood {max(previous):.6g}")
         active = [i for i in active if not converged[i]]
+        if save is not None:
+            save(
+                BatchProgress(
+                    tuple(models),
+                    tuple(tuple(h) for h in histories),
+                    tuple(previous),
+                    tuple(n_iters),
+                    tuple(converged),
+                    n_iter,
+                )
+            )
 
     for i in range(len(models)):
         logger.info(
@@ -193,7 +226,7 @@ def fit_em(
             previous[i],
         )
     return [
-        FitResult(model, history, n, done)
+        FitResult(model, list(history), n, done)
         for model, history, n, done in zip(models, histories, n_iters, converged, strict=True)
     ]
 

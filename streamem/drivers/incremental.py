@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -107,9 +107,21 @@ def _replace(families: tuple, total: EStepResult, old: EStepResult, new: EStepRe
     return EStepResult(stats, total.log_likelihood, total.weight, total.n_rows)
 
 
+class IncrementalProgress(NamedTuple):
+    """An incremental fit after ``n_pass`` complete passes (a checkpoint)."""
+
+    models: tuple
+    chunks: tuple
+    constants: np.ndarray
+    histories: tuple
+    previous: np.ndarray
+    n_pass: int
+    converged: bool
+
+
 def fit_incremental(
     engine: Any,
-    models: list[Mixture],
+    models: list[Mixture] | IncrementalProgress,
     *,
     tol: float = 1e-3,
     max_passes: int = 100,
@@ -119,6 +131,7 @@ def fit_incremental(
     progress: Any = None,
     rng: np.random.RandomState | None = None,
     store: str | None = None,
+    save: Callable[[IncrementalProgress], Any] | None = None,
 ) -> list[FitResult]:
     """Incremental EM over the engine's chunks, all models advancing together.
 
@@ -126,17 +139,38 @@ def fit_incremental(
     as the engine runs in parallel, with an M-step after each visit; the first pass adds each
     chunk's statistics to the total as it meets them. The recorded lower bound of a pass is
     the free energy per unit of row weight after it, which never decreases (up to the
-    regularisation ``reg_covar`` or smoothing adds to the M-step).
+    regularisation ``reg_covar`` or smoothing adds to the M-step). ``models`` may be the
+    saved :class:`IncrementalProgress` of an interrupted fit; ``save`` is called with the
+    progress after every pass.
 
     Returns
     -------
     list of FitResult
         One per model; ``n_iter`` counts passes.
     """
+    resumed = models if isinstance(models, IncrementalProgress) else None
+    models = tuple(resumed.models if resumed else models)
     families = tuple(m.family for m in models)
-    models = tuple(models)
     chunks = ChunkStatsStore(engine.n_chunks, store)
     constants = np.zeros((engine.n_chunks, len(models)))
+    histories: list[list[float]] = [[] for _ in models]
+    previous = np.full(len(models), -math.inf)
+    converged = False
+    first_pass = 1
+    visited = np.zeros(engine.n_chunks, dtype=bool)
+    total: EStepResult | None = None
+    if resumed:
+        for j, result in enumerate(resumed.chunks):
+            chunks[j] = result
+        constants = np.array(resumed.constants, dtype=float)
+        histories = [list(h) for h in resumed.histories]
+        previous = np.array(resumed.previous, dtype=float)
+        converged = resumed.converged
+        first_pass = resumed.n_pass + 1
+        visited[:] = True
+        total = tree_merge(families, list(resumed.chunks), 8)
+        if progress is not None:
+            progress.update(resumed.n_pass)
 
     def record(index: int, result: EStepResult, current: tuple) -> None:
         chunks[index] = result
@@ -169,14 +203,10 @@ def fit_incremental(
             ]
         )
 
-    histories: list[list[float]] = [[] for _ in models]
-    previous = np.full(len(models), -math.inf)
-    converged = False
     group = max(1, int(getattr(engine, "parallelism", 1)))
-    total: EStepResult | None = None
-    visited = np.zeros(engine.n_chunks, dtype=bool)
-    n_pass = 0
-    for n_pass in range(1, max_passes + 1):
+    n_pass = first_pass - 1
+    while not converged and n_pass < max_passes:
+        n_pass += 1
         order = rng.permutation(engine.n_chunks) if rng is not None else np.arange(engine.n_chunks)
         # a visit is a group of chunks E-stepped in parallel, then one M-step
         for start in range(0, engine.n_chunks, group):
@@ -201,11 +231,20 @@ def fit_incremental(
         if progress is not None:
             progress.update(1)
             progress.set_postfix_str(f"free energy {bound.max():.6g}")
-        change = np.abs(bound - previous)
+        converged = bool(np.all(np.abs(bound - previous) < tol))
         previous = bound
-        if np.all(change < tol):
-            converged = True
-            break
+        if save is not None:
+            save(
+                IncrementalProgress(
+                    models,
+                    tuple(chunks[j] for j in range(engine.n_chunks)),
+                    constants.copy(),
+                    tuple(tuple(h) for h in histories),
+                    previous,
+                    n_pass,
+                    converged,
+                )
+            )
     return [
         FitResult(model, history, n_pass, converged)
         for model, history in zip(models, histories, strict=True)

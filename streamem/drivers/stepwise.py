@@ -228,9 +228,24 @@ def repairs_possible(state: StepwiseState) -> bool:
     return any(state.burned_in)
 
 
+class OnlineProgress(NamedTuple):
+    """Where an online fit stands, to continue it exactly (a checkpoint after any chunk)."""
+
+    state: StepwiseState
+    n_pass: int
+    order: np.ndarray
+    seeds: np.ndarray
+    position: int
+    total: np.ndarray
+    weight: float
+    histories: tuple
+    previous: np.ndarray
+    converged: bool = False
+
+
 def fit_online(
     engine: Any,
-    state: StepwiseState,
+    state: StepwiseState | OnlineProgress,
     options: Options,
     *,
     rng: np.random.RandomState,
@@ -238,48 +253,77 @@ def fit_online(
     max_passes: int = 10,
     callback: Callable[[Iteration], Any] | None = None,
     progress: Any = None,
+    save: Callable[[OnlineProgress], Any] | None = None,
 ) -> tuple[list[FitResult], StepwiseState]:
     """Stepwise EM over passes through the engine's chunks, in a new random order each pass.
 
     Each chunk's mini-batch updates run as one task where the chunk is (its rows shuffled
     too). A pass's lower bound is the mean log-likelihood of its mini-batches, each under the
     parameters before its update; fitting stops when it changes by less than ``tol`` between
-    passes, or after ``max_passes``.
+    passes, or after ``max_passes``. ``state`` may be the saved :class:`OnlineProgress` of an
+    interrupted fit; ``save`` is called with the progress after every chunk.
     """
-    n_models = len(state.models)
-    histories: list[list[float]] = [[] for _ in range(n_models)]
-    previous = np.full(n_models, -math.inf)
-    converged = False
-    n_pass = 0
-    for n_pass in range(1, max_passes + 1):
-        order = rng.permutation(engine.n_chunks)
-        seeds = rng.randint(2**31 - 1, size=engine.n_chunks)
-        total = np.zeros(n_models)
-        weight = 0.0
-        for j in order:
-            outcome = engine.apply_chunk(int(j), stepwise_chunk, state, options, int(seeds[j]))
-            for note in outcome.notes:
-                warnings.warn(note, DegenerateComponentWarning, stacklevel=2)
-            state = outcome.state
-            total += outcome.log_likelihood
-            weight += outcome.weight
-        bound = total / weight
-        models = reported_models(state, learn_weights=options.learn_weights)
-        for i in range(n_models):
-            histories[i].append(float(bound[i]))
-            if callback is not None:
-                callback(Iteration(i, n_pass, float(bound[i]), bound[i] - previous[i], models[i]))
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix_str(f"log-likelihood {bound.max():.6g}")
-        change = np.abs(bound - previous)
-        previous = bound
-        if all(state.burned_in) and np.all(change < tol):
-            converged = True
-            break
-    models = reported_models(state, learn_weights=options.learn_weights)
+    if isinstance(state, OnlineProgress):
+        at = state
+    else:
+        n_models = len(state.models)
+        at = OnlineProgress(
+            state,
+            0,
+            np.arange(0),
+            np.arange(0),
+            0,
+            np.zeros(n_models),
+            0.0,
+            ((),) * n_models,
+            np.full(n_models, -math.inf),
+        )
+    histories = [list(h) for h in at.histories]
+    converged = at.converged
+    if progress is not None and at.n_pass:
+        progress.update(at.n_pass - (at.position < len(at.order)))
+    while not converged:
+        if at.position >= len(at.order):  # start the next pass
+            if at.n_pass >= max_passes:
+                break
+            at = at._replace(
+                n_pass=at.n_pass + 1,
+                order=rng.permutation(engine.n_chunks),
+                seeds=rng.randint(2**31 - 1, size=engine.n_chunks),
+                position=0,
+                total=np.zeros_like(at.total),
+                weight=0.0,
+            )
+        j = int(at.order[at.position])
+        outcome = engine.apply_chunk(j, stepwise_chunk, at.state, options, int(at.seeds[j]))
+        for note in outcome.notes:
+            warnings.warn(note, DegenerateComponentWarning, stacklevel=2)
+        at = at._replace(
+            state=outcome.state,
+            position=at.position + 1,
+            total=at.total + outcome.log_likelihood,
+            weight=at.weight + outcome.weight,
+        )
+        if at.position == len(at.order):  # the pass is complete
+            bound = at.total / at.weight
+            models = reported_models(at.state, learn_weights=options.learn_weights)
+            for i in range(len(histories)):
+                histories[i].append(float(bound[i]))
+                if callback is not None:
+                    change = bound[i] - at.previous[i]
+                    callback(Iteration(i, at.n_pass, float(bound[i]), change, models[i]))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix_str(f"log-likelihood {bound.max():.6g}")
+            change = np.abs(bound - at.previous)
+            at = at._replace(previous=bound, histories=tuple(tuple(h) for h in histories))
+            converged = bool(all(at.state.burned_in) and np.all(change < tol))
+            at = at._replace(converged=converged)
+        if save is not None:
+            save(at)
+    models = reported_models(at.state, learn_weights=options.learn_weights)
     results = [
-        FitResult(model, history, n_pass, converged)
+        FitResult(model, list(history), at.n_pass, converged)
         for model, history in zip(models, histories, strict=True)
     ]
-    return results, state
+    return results, at.state

@@ -84,6 +84,12 @@ class Family(Protocol):
     def m_step(self, stats: Any) -> tuple[Any, list[str]]:
         """Maximum-likelihood parameters from statistics, and warnings about repairs made."""
 
+    def expected_log_prob(self, stats: Any, params: Any) -> np.ndarray:
+        """``Σ r log p_k(x)`` minus the base measure, per component (K,), from statistics.
+
+        Linear in the statistics; incremental EM tracks its free energy with it.
+        """
+
     def check_block(self, X: np.ndarray) -> str | None:
         """Why a block of validated numeric rows is not valid data for this family, or None."""
 
@@ -95,6 +101,9 @@ class Family(Protocol):
 
     def reseed(self, params: Any, component: int, row: np.ndarray, stats: Any) -> Any:
         """Parameters with one collapsed ``component`` restarted at a data ``row``."""
+
+    # Optional: ``min_count(n_features) -> float``, the responsibility mass a component needs
+    # before its M-step is well defined (stepwise EM's burn-in; default 1).
 
 
 class Mixture(NamedTuple):

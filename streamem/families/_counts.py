@@ -1,0 +1,168 @@
+"""What the discrete families share: statistics that are plain sums, and checks of counts.
+
+The Bernoulli, binomial, multinomial and Poisson families have features that are the data
+themselves (or a one-hot expansion of them), with no reference point: the statistics of some
+rows are the responsibility sums ``counts`` (K,) and sums of features ``Σ r F(x)``, which merge
+by addition, subtract by subtraction and scale by multiplication, exactly. The functions here
+work field by field on any NamedTuple of such sums whose first field is ``counts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+from scipy.special import gammaln
+
+from ._base import COUNT_EPS
+
+Stats = TypeVar("Stats", bound=tuple)
+
+
+class CountStats(NamedTuple):
+    """Weighted row counts (K,) and weighted sums of the features ``Σ r F(x)`` (K, P)."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+
+
+# -- statistics that add ---------------------------------------------------------------------
+
+
+def add(a: Stats, b: Stats) -> Stats:
+    """Statistics of the union of the rows behind ``a`` and ``b``: field-wise sums."""
+    return type(a)(*(x + y for x, y in zip(a, b, strict=True)))
+
+
+def subtract(total: Stats, part: Stats) -> Stats:
+    """Statistics of the rows behind ``total`` without those of ``part``.
+
+    Counts are clipped at zero, so rounding cannot leave a component a negative weight.
+    """
+    counts = np.maximum(total[0] - part[0], 0.0)
+    rest = (x - y for x, y in zip(total[1:], part[1:], strict=True))
+    return type(total)(counts, *rest)
+
+
+def scale(stats: Stats, factor: float) -> Stats:
+    """Statistics with every row weight multiplied by ``factor``."""
+    return type(stats)(*(x * factor for x in stats))
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, and 0 where the denominator is 0 (an empty component)."""
+    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
+    return np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+def expected_log_prob(family: Any, params: Any, stats: CountStats) -> np.ndarray:
+    """``Σ r (A·F(x) + b)`` per component (K,): the expected log-density without ``h(x)``."""
+    A, b = family.coefficients(params, None)
+    return np.einsum("kp,kp->k", A, stats.sums) + b * stats.counts
+
+
+# -- features and densities ------------------------------------------------------------------
+
+
+def as_features(X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """The (chosen) columns of a block as float64 features, feature-major (P, B)."""
+    if columns is not None:
+        X = X[:, columns]
+    return np.ascontiguousarray(X.T, dtype=np.float64)
+
+
+def log_factorials(X: np.ndarray) -> np.ndarray:
+    """``Σ_d log x_d!`` for each row of a block of counts, shape (B,)."""
+    return gammaln(np.asarray(X, dtype=np.float64) + 1.0).sum(axis=1)
+
+
+def clip_probabilities(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """Probabilities kept in ``[floor, 1 − floor]`` so that both logarithms stay finite."""
+    return np.clip(probabilities, floor, 1.0 - floor)
+
+
+def logit_and_log_complement(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log p − log(1 − p)`` (K, D) and ``Σ_d log(1 − p_d)`` (K,)."""
+    log_complement = np.log1p(-probabilities)
+    return np.log(probabilities) - log_complement, log_complement.sum(axis=1)
+
+
+# -- checks of the data ----------------------------------------------------------------------
+
+
+def _found(X: np.ndarray, bad: np.ndarray) -> str:
+    """'found <value> (column j)' for the first flagged value, with how many there are."""
+    row, column = np.argwhere(bad)[0]
+    n_bad = int(np.count_nonzero(bad))
+    more = f"; {n_bad} such value(s) in these rows" if n_bad > 1 else ""
+    return f"found {X[row, column].item()!r} (column {column}{more})"
+
+
+def check_counts(X: np.ndarray, requirement: str, upper: Any = None) -> str | None:
+    """Why a block is not non-negative integers (at most ``upper``), or None.
+
+    Parameters
+    ----------
+    X : ndarray of shape (B, D)
+        The block, any numeric dtype.
+    requirement : str
+        What the values must be, starting the message ("Poisson counts must be …").
+    upper : float, ndarray of shape (B, 1), or None
+        The largest valid value (per row when an array).
+
+    Returns
+    -------
+    str or None
+        The message, naming the first offending value and its column; the kernel appends the
+        row range. Messages about non-finite and negative values start as scikit-learn's do.
+    """
+    if X.dtype.kind == "b":
+        X = X.view(np.uint8)
+    if X.dtype.kind == "f":
+        finite = np.isfinite(X)
+        if not finite.all():
+            return f"Input contains NaN or infinity: {requirement}; {_found(X, ~finite)}"
+    negative = X < 0
+    if negative.any():
+        return f"Negative values in data: {requirement}; {_found(X, negative)}"
+    if X.dtype.kind == "f":
+        fractional = X != np.floor(X)
+        if fractional.any():
+            return f"{requirement}; {_found(X, fractional)}"
+    if upper is not None:
+        over = X > upper
+        if over.any():
+            return f"{requirement}; {_found(X, over)}"
+    return None
+
+
+# -- what the families' sample and reseed share ------------------------------------------------
+
+
+def draw_rows(
+    draw: Callable[[np.ndarray, int], np.ndarray], values: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """``draw(values[k], counts[k])`` rows for each component ``k``, stacked in order."""
+    return np.concatenate([draw(v, int(n)) for v, n in zip(values, counts, strict=True)])
+
+
+def blend_toward_row(
+    values: np.ndarray,
+    component: int,
+    row_values: np.ndarray,
+    counts: np.ndarray,
+    regularize: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``values`` with one component set halfway between a data row and the other components.
+
+    The other components are pooled with their weights ``counts``: the restarted component
+    sits near the row, yet is spread enough to take responsibility for rows like it. Only
+    that component is passed through ``regularize``; the others are left untouched.
+    """
+    others = np.arange(len(values)) != component
+    weights = counts[others] + COUNT_EPS
+    pooled = np.tensordot(weights / weights.sum(), values[others], axes=1)
+    values = values.copy()
+    values[component] = regularize(0.5 * (row_values + pooled))
+    return values

@@ -1,0 +1,69 @@
+"""The worked examples in scripts/examples run and print the numbers they promise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "scripts" / "examples"
+
+
+def run(name: str) -> str:
+    """Run an example in a fresh interpreter; its standard output."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def numbers(pattern: str, text: str) -> list[float]:
+    """The numbers captured by ``pattern`` at its first match in ``text``."""
+    match = re.search(pattern, text)
+    assert match is not None, f"{pattern!r} not in output:\n{text}"
+    return [float(group) for group in match.groups()]
+
+
+def test_two_coins():
+    out = run("two_coins.py")
+    # the paper's figure: 0.71 / 0.58 after one step, 0.80 / 0.52 after ten
+    assert numbers(r"\n\s+1\s+(\S+)\s+(\S+)", out) == [0.7130, 0.5813]
+    assert numbers(r"\n\s+10\s+(\S+)\s+(\S+)", out) == [0.7967, 0.5197]
+    assert numbers(r"θ_A = (\S+), θ_B = (\S+)\n", out) == [0.7968, 0.5196]
+    weights = numbers(r"P\(pick A\) = (\S+), P\(pick B\) = (\S+)", out)
+    assert sum(weights) == pytest.approx(1.0, abs=1e-4) and weights != [0.5, 0.5]
+
+
+def test_gaussian_1d():
+    out = run("gaussian_1d.py")
+    assert numbers(r"weight of N\(0, 1\)\s+(\S+)\s+(\S+)", out)[0] == 0.3
+    (worst,) = numbers(r"/ std err: (\S+)", out)
+    assert worst < 3.0  # every estimate within three standard errors of the truth
+
+
+def test_grouped_gaussian():
+    out = run("grouped_gaussian.py")
+    true = re.search(r"true:\s+(.*)\n", out).group(1)
+    assert re.search(r"estimated:\s+(.*)\n", out).group(1) == true
+    for name, truth in (("mean 0", 1), ("sd 0", 1), ("mean 1", 3), ("sd 1", 5)):
+        _, estimate, error = numbers(rf"{name}\s+(\S+)\s+(\S+)\s+(\S+)", out)
+        assert abs(estimate - truth) < 3 * error
+
+
+def test_gaussian_2d_restarts():
+    out = run("gaussian_2d_restarts.py")
+    finals = [float(v) for v in re.findall(r"\n\s+\d+\s+\d+\s+(-\d+\.\d+)", out)]
+    assert len(finals) == 6 and max(finals) - min(finals) > 0.1  # restarts disagree
+    (kept,) = numbers(r"kept mean log-likelihood (\S+)", out)
+    assert kept == pytest.approx(max(finals), abs=1e-5)
+
+
+def test_digits_bernoulli():
+    out = run("digits_bernoulli.py")
+    (seconds,) = numbers(r"in (\S+) s\n", out)
+    purity, rand_index = numbers(r"purity (\S+), adjusted Rand index (\S+)", out)
+    assert seconds < 20 and purity > 0.7 and rand_index > 0.5
