@@ -8,9 +8,9 @@ folder, then, each in a fresh process:
   timing each iteration (a callback) and recording the process's peak RSS;
 * for comparison, scikit-learn on the smallest store loaded into memory.
 
-With ``--cold`` (needs root) the page cache is dropped before every measurement, so reads come
-from disk as they would for a store bigger than memory; otherwise the store is read from the
-page cache. The folder is removed at the end.
+With ``--cold`` (needs root) the page cache is dropped before every measurement and after every
+iteration, so every pass reads from disk as it would for a store bigger than memory; otherwise
+the store is read from the page cache. The folder is removed at the end.
 
 Run: ``python scripts/bench_outofcore.py [--size 8GiB] [--sizes 1GiB,2GiB,4GiB] [--cold]``
 """
@@ -54,13 +54,19 @@ def child(task: dict) -> dict:
         out["seconds"] = time.perf_counter() - start
     elif task["what"] == "fit":
         stamps: list[float] = []
+
+        def tick(_):
+            if task.get("cold"):  # the next pass reads from disk too, as if out of memory
+                drop_caches()
+            stamps.append(time.perf_counter())
+
         model = streamem.GaussianMixture(
             K,
             covariance_type=task["kind"],
             max_iter=3,
             tol=0,
             random_state=0,
-            callback=lambda _: stamps.append(time.perf_counter()),
+            callback=tick,
         )
         import warnings
 
@@ -104,6 +110,7 @@ def peak_rss_mib() -> float:
 def measure(task: dict, cold: bool) -> dict:
     if cold:
         drop_caches()
+    task = {**task, "cold": cold}
     result = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(task)],
         capture_output=True,

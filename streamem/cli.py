@@ -178,6 +178,8 @@ def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         options["max_passes"] = args.max_passes
     if getattr(args, "batch_size", None) is not None:
         options["batch_size"] = args.batch_size
+    if getattr(args, "persist", False):
+        options["persist"] = True
     if args.sample_dim:
         options["sample_dim"] = args.sample_dim
     if args.variables:
@@ -198,7 +200,17 @@ def _open_data(path: str) -> Any:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
-    model = cls(**_fit_options(args, cls))
+    options = _fit_options(args, cls)
+    if args.checkpoint:
+        if os.path.exists(args.checkpoint) and not args.resume:
+            raise UsageError(
+                f"the checkpoint {args.checkpoint!r} exists: pass --resume to continue that fit, "
+                "or delete it to start over"
+            )
+        options["checkpoint"] = args.checkpoint
+    elif args.resume:
+        raise UsageError("--resume needs --checkpoint PATH")
+    model = cls(**options)
     start = time.perf_counter()
     with _scheduler(args):
         model.fit(_open_data(args.data))
@@ -225,6 +237,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
             target = args.out if args.proba_only else f"{args.out.rstrip('/')}.proba.zarr"
             written.append(to_zarr(model.predict_proba(data), target, overwrite=args.overwrite))
     _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from .io import load
+
+    model = load(args.model)
+    before = getattr(model, "n_steps_", 0)
+    with _scheduler(args):
+        model.partial_fit(_open_data(args.data))
+    target = args.output or args.model
+    model.save(target)
+    summary = {**_summary(model), "n_steps": model.n_steps_, "model": target}
+    _output(
+        args,
+        summary,
+        f"{_describe(model)}\n{model.n_steps_ - before} stepwise update(s) "
+        f"({model.n_steps_} in all); saved to {target}",
+    )
     return 0
 
 
@@ -258,12 +289,46 @@ def cmd_select(args: argparse.Namespace) -> int:
         )
     if args.output:
         selection.best_estimator_.save(args.output)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .plotting import plot_selection
+
+        plot_selection(selection).savefig(args.plot, dpi=100, bbox_inches="tight")
     summary = {
         "criterion": args.criterion,
         "best_n_components": selection.best_estimator_.n_components,
         "table": selection.table,
     }
     _output(args, summary, str(selection))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import plotting
+    from .io import load
+
+    model = load(args.model)
+    os.makedirs(args.out, exist_ok=True)
+    figures = {"lower_bound": plotting.plot_lower_bound(model)}
+    figures["parameters"] = plotting.plot_parameters(model)
+    if args.data and hasattr(model, "covariance_type"):
+        with _scheduler(args):
+            rows = plotting.sample_rows(_open_data(args.data), args.sample)
+        i, j = args.features
+        figures[f"histogram_feature{i}"] = plotting.plot_1d(model, rows, feature=i)
+        if rows.shape[1] > max(i, j):
+            figures[f"scatter_features{i}_{j}"] = plotting.plot_2d(model, rows, (i, j))
+    written = []
+    for name, figure in figures.items():
+        path = os.path.join(args.out, f"{name}.png")
+        figure.savefig(path, dpi=args.dpi, bbox_inches="tight")
+        written.append(path)
+    _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
     return 0
 
 
@@ -399,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-k", "--components", type=int, default=2)
     fit.add_argument("-o", "--output", default="model.streamem", help="model file to write")
     fit.add_argument("--summary", help="also write a JSON summary to this file")
+    fit.add_argument("--checkpoint", help="save the fit's state here after every iteration")
+    fit.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    fit.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep the data in the cluster's memory between iterations",
+    )
     _model_options(fit)
     _common(fit)
     fit.set_defaults(run=cmd_fit)
@@ -417,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(predict)
     predict.set_defaults(run=cmd_predict)
 
+    update = commands.add_parser("update", help="update MODEL with new DATA (partial_fit)")
+    update.add_argument("model")
+    update.add_argument("data")
+    update.add_argument("-o", "--output", help="write the updated model here (default: MODEL)")
+    _common(update)
+    update.set_defaults(run=cmd_update)
+
     info = commands.add_parser("info", help="describe a model file")
     info.add_argument("model")
     _common(info)
@@ -428,11 +507,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(score)
     score.set_defaults(run=cmd_score)
 
+    plot = commands.add_parser("plot", help="PNG figures of MODEL (and a sample of DATA)")
+    plot.add_argument("model")
+    plot.add_argument("data", nargs="?")
+    plot.add_argument("--out", default="streamem-plots", help="folder for the PNG files")
+    plot.add_argument("--features", type=_range, default=[0, 1], help="two features: 0,1")
+    plot.add_argument("--sample", type=int, default=5000, help="rows of DATA to plot")
+    plot.add_argument("--dpi", type=int, default=100)
+    _common(plot)
+    plot.set_defaults(run=cmd_plot)
+
     select = commands.add_parser("select", help="BIC/AIC table over numbers of components")
     select.add_argument("data")
     select.add_argument("--k", type=_range, default=list(range(1, 11)), help="e.g. 1..10")
     select.add_argument("--criterion", default="bic", choices=["bic", "aic"])
     select.add_argument("-o", "--output", help="save the best model to this file")
+    select.add_argument("--plot", help="write BIC/AIC against K to this PNG file")
     _model_options(select)
     _common(select)
     select.set_defaults(run=cmd_select, components=None)

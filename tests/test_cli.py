@@ -131,3 +131,64 @@ def test_bad_model_file_is_exit_2(tmp_path):
     result = run("info", str(tmp_path / "bad.streamem"))
     assert result.returncode == 2 and "damaged or not a streamem model file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_update_plot_and_checkpoint_flags(store, tmp_path):
+    model = tmp_path / "m.streamem"
+    assert run("fit", f"{store}/data", "-k", "3", "-o", str(model), "--quiet").returncode == 0
+
+    result = run("update", str(model), f"{store}/data", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_steps"] == 1
+    assert load(model).n_steps_ == 1  # saved back in place
+
+    result = run(
+        "plot",
+        str(model),
+        f"{store}/data",
+        "--out",
+        str(tmp_path / "figs"),
+        "--features",
+        "0,2",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    written = json.loads(result.stdout)["written"]
+    assert {os.path.basename(p) for p in written} == {
+        "lower_bound.png",
+        "parameters.png",
+        "histogram_feature0.png",
+        "scatter_features0_2.png",
+    }
+    assert all(os.path.getsize(p) > 2000 for p in written)
+
+    result = run("select", str(store), "--k", "1..3", "--plot", str(tmp_path / "bic.png"))
+    assert result.returncode == 0 and os.path.getsize(tmp_path / "bic.png") > 2000
+
+    checkpoint = tmp_path / "fit.ckpt"
+    checkpoint.write_bytes(b"an old checkpoint")
+    result = run("fit", f"{store}/data", "--checkpoint", str(checkpoint))
+    assert result.returncode == 2 and "pass --resume" in result.stderr
+    result = run("fit", f"{store}/data", "--resume")
+    assert result.returncode == 2 and "--resume needs --checkpoint" in result.stderr
+
+
+def test_discrete_family_from_the_command_line(tmp_path):
+    counts = np.random.default_rng(0).poisson([[2.0, 8.0]] * 500 + [[9.0, 1.0]] * 500)
+    np.save(tmp_path / "counts.npy", counts)
+    result = run(
+        "fit",
+        str(tmp_path / "counts.npy"),
+        "--family",
+        "poisson",
+        "-k",
+        "2",
+        "-o",
+        str(tmp_path / "p.streamem"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    rates = np.sort(np.array(json.loads(result.stdout)["rates"]), axis=0)
+    np.testing.assert_allclose(rates, [[2.0, 1.0], [9.0, 8.0]], atol=0.5)
+    result = run("fit", str(tmp_path / "counts.npy"), "--family", "poisson", "--n-categories", "3")
+    assert result.returncode == 2 and "does not apply to poisson" in result.stderr

@@ -90,6 +90,10 @@ class DaskEngine:
     def n_chunks(self) -> int:
         return len(self._blocks)
 
+    @property
+    def chunk_rows(self) -> list[int]:
+        return list(self.X.chunks[0])
+
     def _chunk_task(self, index: int, func: Any, *args: Any) -> Any:
         return dask.delayed(func, pure=True)(
             self._blocks[index], self._weights[index], *args, self._offsets[index]

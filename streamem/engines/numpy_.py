@@ -78,6 +78,10 @@ class NumpyEngine:
         return len(self.bounds)
 
     @property
+    def chunk_rows(self) -> list[int]:
+        return [stop - start for start, stop in self.bounds]
+
+    @property
     def parallelism(self) -> int:
         """How many chunks run at once."""
         return self.n_threads

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._validation import check_float, check_int, check_option, check_sample_weight
+from ..checkpoint import Checkpoint, fingerprint
 from ..drivers import stepwise
 from ..drivers.batch import DegenerateComponentWarning, FitResult, Iteration, best_result, fit_em
 from ..drivers.incremental import fit_incremental
@@ -59,6 +60,18 @@ def _labelled(label: str):
         raise type(exc)(f"{label}: {exc}") from exc
 
 
+def _cluster_can_hold(X: da.Array) -> bool:
+    """Whether a dask.distributed cluster is active and ``X`` takes < half its memory."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError):
+        return False
+    memory = sum(w.get("memory_limit", 0) or 0 for w in workers)
+    return bool(memory) and X.nbytes < memory / 2
+
+
 class _InitSample:
     """A uniform sample of rows, drawn from the engine the first time it is needed."""
 
@@ -87,6 +100,20 @@ class _InitSample:
                     )
             self._rows = rows
         return self._rows
+
+    @property
+    def drawn(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The sample if it has been drawn (for checkpoints), else None."""
+        if self._rows is None:
+            return None
+        rows, weights = self._rows
+        return np.asarray(rows), None if weights is None else np.asarray(weights)
+
+    def restore(self, drawn: Any) -> None:
+        """Use a sample saved in a checkpoint instead of drawing one."""
+        if drawn is not None:
+            rows, weights = drawn
+            self._rows = (rows, weights)
 
     def rows(self) -> np.ndarray:
         return np.asarray(self()[0], dtype=np.float64)
@@ -137,6 +164,10 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 "give them."
             )
         check_option("algorithm", self.algorithm, ALGORITHMS, owner)
+        if self.persist not in (True, False, "auto"):
+            raise ValueError(
+                f"{owner}: persist must be True, False or 'auto'; got {self.persist!r}."
+            )
         if self.max_passes is not None:
             check_int("max_passes", self.max_passes, 1, owner)
         if self.batch_size is not None:
@@ -163,6 +194,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         if is_lazy(X):
             if rows is not None and X.chunks[0][0] != rows:
                 X = X.rechunk({0: rows, 1: -1})
+            if self.persist is True or (self.persist == "auto" and _cluster_can_hold(X)):
+                X = X.persist()
             if sample_weight is not None and not is_lazy(sample_weight):
                 sample_weight = check_sample_weight(sample_weight, X.shape[0])
             elif sample_weight is not None and sample_weight.shape != (X.shape[0],):
@@ -242,52 +275,72 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         engine = self._engine(X, sample_weight)
         rng = check_random_state(self.random_state)
         sample = _InitSample(engine, self.init_size, rng)
-        models, lower_bound = self._start(engine, sample, rng, do_init)
+        checkpoint = None
+        saved = None
+        if self.checkpoint is not None:
+            checkpoint = Checkpoint(self.checkpoint, fingerprint(self, engine))
+            saved = checkpoint.load()
+        if saved is not None:
+            rng.set_state(tuple(saved["rng"]))
+            sample.restore(saved["sample"])
+            start, lower_bound = saved["progress"], -math.inf
+        else:
+            start, lower_bound = self._start(engine, sample, rng, do_init)
+
+        def save(progress: Any) -> None:
+            checkpoint.save(self.algorithm, progress, rng, sample.drawn)
+
         passes = self.max_passes or self.max_iter
+        common = dict(
+            tol=self.tol,
+            callback=self.callback,
+            reseed_rows=sample.rows,
+            save=save if checkpoint is not None else None,
+        )
         with self._progress(passes) as progress:
             if self.algorithm == "batch":
                 results = fit_em(
                     engine,
-                    models,
-                    tol=self.tol,
+                    start,
                     max_iter=self.max_iter,
                     learn_weights=self.learn_weights,
                     lower_bound=lower_bound,
-                    reseed_rows=sample.rows,
-                    callback=self.callback,
                     progress=progress,
+                    **common,
                 )
             elif self.algorithm == "incremental":
                 results = fit_incremental(
                     engine,
-                    models,
-                    tol=self.tol,
+                    start,
                     max_passes=passes,
                     learn_weights=self.learn_weights,
-                    reseed_rows=sample.rows,
-                    callback=self.callback,
                     progress=progress,
                     rng=rng,
                     store=self.incremental_store,
+                    **common,
                 )
             else:
-                state = (
-                    self.stepwise_state_
-                    if not do_init and hasattr(self, "stepwise_state_")
-                    else stepwise.initial_state(tuple(models))
-                )
+                if isinstance(start, list):  # new models (not a saved progress)
+                    start = (
+                        self.stepwise_state_
+                        if not do_init and hasattr(self, "stepwise_state_")
+                        else stepwise.initial_state(tuple(start))
+                    )
+                del common["reseed_rows"]  # stepwise EM re-seeds from the current mini-batch
                 results, state = stepwise.fit_online(
                     engine,
-                    state,
+                    start,
                     self._stepwise_options(default_batch=ONLINE_BATCH_SIZE),
                     rng=rng,
-                    tol=self.tol,
                     max_passes=passes,
-                    callback=self.callback,
                     progress=progress,
+                    **common,
                 )
                 self._keep_stepwise_state(state)
-        return self._finish(results)
+        self._finish(results)
+        if checkpoint is not None:
+            checkpoint.remove()
+        return self
 
     # -- online updates ------------------------------------------------------------------------
 

@@ -197,6 +197,16 @@ class BernoulliMixture(_CountsMixture):
         Report the average of the stepwise statistics after burn-in (Polyak averaging).
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -270,6 +280,8 @@ class BernoulliMixture(_CountsMixture):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -298,6 +310,8 @@ class BernoulliMixture(_CountsMixture):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> Bernoulli:
@@ -384,6 +398,16 @@ class BinomialMixture(_CountsMixture):
         Report the average of the stepwise statistics after burn-in (Polyak averaging).
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -468,6 +492,8 @@ class BinomialMixture(_CountsMixture):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -498,6 +524,8 @@ class BinomialMixture(_CountsMixture):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> Binomial:
@@ -612,6 +640,16 @@ class MultinomialMixture(_CountsMixture):
         Report the average of the stepwise statistics after burn-in (Polyak averaging).
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -688,6 +726,8 @@ class MultinomialMixture(_CountsMixture):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -718,6 +758,8 @@ class MultinomialMixture(_CountsMixture):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> Multinomial:
@@ -823,6 +865,16 @@ class PoissonMixture(_CountsMixture):
         Report the average of the stepwise statistics after burn-in (Polyak averaging).
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -889,6 +941,8 @@ class PoissonMixture(_CountsMixture):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -917,6 +971,8 @@ class PoissonMixture(_CountsMixture):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> Poisson:
@@ -994,6 +1050,16 @@ class GroupedGaussianMixture(_ParamsMixture):
         Report the average of the stepwise statistics after burn-in (Polyak averaging).
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -1065,6 +1131,8 @@ class GroupedGaussianMixture(_ParamsMixture):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -1094,6 +1162,8 @@ class GroupedGaussianMixture(_ParamsMixture):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> GroupedGaussian:

@@ -106,6 +106,16 @@ class GaussianMixture(MixtureEstimator):
     incremental_store : str, default=None
         A Zarr store to keep the per-chunk statistics of ``incremental`` fits in, when they
         are too large for memory.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 
@@ -178,6 +188,8 @@ class GaussianMixture(MixtureEstimator):
         learning_rate: float | None = None,
         average: bool = False,
         incremental_store: str | None = None,
+        persist: bool | str = False,
+        checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
         self.n_components = n_components
@@ -208,6 +220,8 @@ class GaussianMixture(MixtureEstimator):
         self.learning_rate = learning_rate
         self.average = average
         self.incremental_store = incremental_store
+        self.persist = persist
+        self.checkpoint = checkpoint
         self.callback = callback
 
     def _family(self) -> Gaussian:

@@ -1,0 +1,124 @@
+"""Checkpoints: a fit's complete state after an iteration, to continue it after a crash.
+
+A checkpoint holds the driver's progress (models, histories, running statistics...), the
+random generator's state and the initialisation sample, next to a *fingerprint* of the
+estimator's configuration and of the data's shape and chunking. Continuing from it replays
+exactly the computations an uninterrupted fit would have made, so the final model is the same
+to the last bit. Files are written atomically with :mod:`streamem.io` (JSON + arrays, never
+pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from .io import ModelFileError, encode, read_archive, write_archive
+
+# Parameters that do not change the computation: a checkpoint may be resumed with other values.
+IGNORED_PARAMETERS = ("verbose", "verbose_interval", "callback", "checkpoint", "persist")
+
+
+def fingerprint(estimator: Any, engine: Any) -> dict[str, Any]:
+    """What must be equal for a checkpoint to be continued: configuration and data layout."""
+    params = {
+        k: v
+        for k, v in estimator.get_params(deep=False).items()
+        if k not in IGNORED_PARAMETERS and not isinstance(v, np.random.RandomState)
+    }
+    arrays: dict[str, np.ndarray] = {}
+    encoded = encode(params, arrays, "params")
+    return {
+        "estimator": type(estimator).__name__,
+        "params": json.loads(json.dumps(encoded, default=str)),
+        "arrays": {k: np.asarray(v).tolist() for k, v in arrays.items()},
+        "n_rows": int(engine.n_rows),
+        "n_features": int(engine.n_features),
+        "chunks": [int(c) for c in engine.chunk_rows],
+    }
+
+
+class Checkpoint:
+    """A checkpoint file for one fit.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    expected : dict
+        The :func:`fingerprint` of the fit about to run.
+    """
+
+    def __init__(self, path: str | os.PathLike, expected: dict[str, Any]) -> None:
+        self.path = os.fspath(path)
+        self.expected = expected
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is no checkpoint yet.
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint belongs to another configuration or data shape.
+        ModelFileError
+            If the file is damaged or not a checkpoint.
+        """
+        if not self.exists():
+            return None
+        kind, content = read_archive(self.path)
+        if kind != "checkpoint":
+            raise ModelFileError(f"{self.path!r} holds a {kind}, not a checkpoint")
+        saved = content["fingerprint"]
+        if saved != self.expected:
+            different = sorted(
+                key
+                for key in set(saved) | set(self.expected)
+                if saved.get(key) != self.expected.get(key)
+            )
+            details = []
+            for key in different:
+                if key == "params":
+                    old, new = saved.get(key, {}), self.expected.get(key, {})
+                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                    details.append(f"parameters {', '.join(changed)}")
+                elif key in ("n_rows", "n_features", "chunks"):
+                    details.append(
+                        f"{key} (saved {_short(saved.get(key))}, now "
+                        f"{_short(self.expected.get(key))})"
+                    )
+                else:
+                    details.append(key)
+            raise ValueError(
+                f"the checkpoint {self.path!r} belongs to another fit: {'; '.join(details)} "
+                "differ. Use a new checkpoint path, or delete this file to start over."
+            )
+        return content
+
+    def save(self, algorithm: str, progress: Any, rng: np.random.RandomState, sample: Any) -> None:
+        """Write the state after an iteration (atomically: the old file stays until done)."""
+        write_archive(
+            self.path,
+            "checkpoint",
+            {
+                "fingerprint": self.expected,
+                "algorithm": algorithm,
+                "progress": progress,
+                "rng": list(rng.get_state()),
+                "sample": sample,
+            },
+        )
+
+    def remove(self) -> None:
+        if self.exists():
+            os.remove(self.path)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) < 40 else text[:37] + "..."

@@ -1,0 +1,273 @@
+"""Figures of fitted mixtures (matplotlib, an optional dependency: ``pip install streamem[plot]``).
+
+Every function draws on a new figure (or on ``ax`` when given) and returns the figure. Data
+too big for a plot are plotted through a uniform sample of rows (:func:`sample_rows`), which
+reads any source streamem fits without loading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .families._base import Mixture, component_log_prob
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "streamem.plotting needs matplotlib: pip install 'streamem[plot]'"
+        ) from exc
+    return plt
+
+
+def _axes(ax: Any = None, **figure: Any) -> tuple[Any, Any]:
+    if ax is not None:
+        return ax.figure, ax
+    figure.setdefault("figsize", (6, 4))
+    fig, ax = _pyplot().subplots(**figure)
+    return fig, ax
+
+
+def _model(model: Any) -> Mixture:
+    return model._get_model() if hasattr(model, "_get_model") else model
+
+
+def sample_rows(X: Any, n: int = 5000, random_state: int = 0, **source: Any) -> np.ndarray:
+    """A uniform sample of ``n`` rows of any source (array, Dask, Zarr, xarray...) in memory.
+
+    Parameters
+    ----------
+    X : array-like, Dask array, Zarr store, xarray object, ...
+        The data.
+    n : int
+        Rows to draw (all rows when there are fewer).
+    random_state : int
+        Seed of the draw.
+    **source
+        ``sample_dim``, ``variables``, ``chunk_size``, as for :func:`streamem.open_rows`.
+
+    Returns
+    -------
+    ndarray of shape (min(n, n_rows), n_features)
+    """
+    import dask
+
+    from .drivers.init import sample_indices
+    from .sources import open_rows
+
+    data = open_rows(X, **source).data
+    indices = sample_indices(data.shape[0], n, np.random.RandomState(random_state))
+    rows = data if indices is None else data[indices]
+    if hasattr(rows, "compute"):
+        (rows,) = dask.compute(rows)
+    return np.asarray(rows, dtype=np.float64)
+
+
+def plot_lower_bound(model: Any, ax: Any = None) -> Any:
+    """The mean log-likelihood (lower bound) at each iteration of a fitted estimator."""
+    fig, ax = _axes(ax)
+    bounds = np.asarray(model.lower_bounds_)
+    ax.plot(np.arange(1, len(bounds) + 1), bounds, marker="o", markersize=3)
+    ax.set_xlabel("iteration (pass over the data)")
+    ax.set_ylabel("mean log-likelihood")
+    state = "converged" if getattr(model, "converged_", False) else "not converged"
+    ax.set_title(f"{type(model).__name__}: {len(bounds)} iterations, {state}")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _marginal(mixture: Mixture, feature: int, grid: np.ndarray) -> np.ndarray:
+    """Each component's density of one feature on ``grid`` (Gaussian families), (K, G)."""
+    params = mixture.params
+    kind = getattr(mixture.family, "covariance_type", None)
+    means = params.means[:, feature]
+    variances = {
+        "full": lambda: params.covariances[:, feature, feature],
+        "tied": lambda: np.full(len(means), params.covariances[feature, feature]),
+        "diag": lambda: params.covariances[:, feature],
+        "spherical": lambda: params.covariances,
+    }[kind]()
+    z = (grid[None, :] - means[:, None]) ** 2 / variances[:, None]
+    return np.exp(-0.5 * z) / np.sqrt(2 * np.pi * variances[:, None])
+
+
+def plot_1d(model: Any, X: np.ndarray, feature: int = 0, bins: int = 60, ax: Any = None) -> Any:
+    """Histogram of one feature with each weighted component density and the mixture.
+
+    Parameters
+    ----------
+    model : GaussianMixture or Mixture
+        The fitted model.
+    X : ndarray of shape (n_samples, n_features)
+        Rows to histogram (a sample, see :func:`sample_rows`).
+    feature : int
+        The feature to plot.
+    """
+    mixture = _model(model)
+    fig, ax = _axes(ax)
+    values = np.asarray(X, dtype=float)[:, feature]
+    ax.hist(values, bins=bins, density=True, color="0.8", label="data")
+    grid = np.linspace(values.min(), values.max(), 400)
+    densities = mixture.weights[:, None] * _marginal(mixture, feature, grid)
+    for k, density in enumerate(densities):
+        ax.plot(grid, density, lw=1, label=f"component {k}")
+    ax.plot(grid, densities.sum(axis=0), color="k", lw=2, label="mixture")
+    ax.set_xlabel(f"feature {feature}")
+    ax.set_ylabel("density")
+    ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def _covariance_2d(mixture: Mixture, k: int, features: tuple[int, int]) -> np.ndarray:
+    i, j = features
+    kind = mixture.family.covariance_type
+    c = mixture.params.covariances
+    if kind == "full":
+        return c[k][np.ix_([i, j], [i, j])]
+    if kind == "tied":
+        return c[np.ix_([i, j], [i, j])]
+    if kind == "diag":
+        return np.diag(c[k][[i, j]])
+    return np.eye(2) * c[k]
+
+
+def _ellipse(ax: Any, mean: np.ndarray, covariance: np.ndarray, color: Any) -> None:
+    from matplotlib.patches import Ellipse
+
+    values, vectors = np.linalg.eigh(covariance)
+    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+    for n_std in (1, 2):
+        width, height = 2 * n_std * np.sqrt(np.maximum(values[::-1], 0))
+        ax.add_patch(
+            Ellipse(mean, width, height, angle=angle, fill=False, color=color, lw=1.5 / n_std)
+        )
+
+
+def plot_2d(
+    model: Any,
+    X: np.ndarray,
+    features: tuple[int, int] = (0, 1),
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
+    """Scatter of two features of a sample, coloured by component, with 1σ and 2σ ellipses."""
+    mixture = _model(model)
+    fig, ax = _axes(ax, figsize=(5.5, 5))
+    X = np.asarray(X, dtype=float)
+    labels = component_log_prob(mixture.family, mixture.params, X).argmax(axis=1)
+    colours = _pyplot().get_cmap("tab10")
+    i, j = features
+    ax.scatter(X[:, i], X[:, j], s=3, c=[colours(k % 10) for k in labels], alpha=0.4, lw=0)
+    for k in range(mixture.n_components):
+        mean = mixture.params.means[k][[i, j]]
+        _ellipse(ax, mean, _covariance_2d(mixture, k, features), colours(k % 10))
+        ax.plot(*mean, "k+", ms=8)
+    ax.set_xlabel(f"feature {i}")
+    ax.set_ylabel(f"feature {j}")
+    ax.set_title(title or f"{mixture.n_components} components")
+    return fig
+
+
+class Recorder:
+    """A ``callback`` that keeps the model after every iteration, for :func:`plot_evolution`.
+
+    Examples
+    --------
+    >>> from streamem.plotting import Recorder
+    >>> recorder = Recorder()
+    >>> # GaussianMixture(3, callback=recorder).fit(X); plot_evolution(recorder.models, X)
+    """
+
+    def __init__(self, init: int = 0) -> None:
+        self.init = init
+        self.models: list[Mixture] = []
+        self.lower_bounds: list[float] = []
+
+    def __call__(self, iteration: Any) -> None:
+        if iteration.init == self.init:
+            self.models.append(iteration.model)
+            self.lower_bounds.append(iteration.lower_bound)
+
+
+def plot_evolution(
+    models: Sequence[Any], X: np.ndarray, features: tuple[int, int] = (0, 1), columns: int = 4
+) -> Any:
+    """The components across iterations as small multiples (at most 12 panels, evenly spaced)."""
+    plt = _pyplot()
+    picks = np.unique(np.linspace(0, len(models) - 1, min(len(models), 12)).round().astype(int))
+    rows = -(-len(picks) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False, sharex=True, sharey=True
+    )
+    for ax, index in zip(axes.ravel(), picks, strict=False):
+        plot_2d(models[index], X, features, ax=ax, title=f"after iteration {index + 1}")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in axes.ravel()[len(picks) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def animate_evolution(
+    models: Sequence[Any], X: np.ndarray, path: str, features: tuple[int, int] = (0, 1)
+) -> str:
+    """Write the components' evolution across iterations as an animated GIF (needs Pillow)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    fig, ax = _axes(None, figsize=(5.5, 5))
+    X = np.asarray(X, dtype=float)
+    limits = X[:, features[0]].min(), X[:, features[0]].max()
+    limits_y = X[:, features[1]].min(), X[:, features[1]].max()
+
+    def draw(frame: int) -> None:
+        ax.clear()
+        plot_2d(models[frame], X, features, ax=ax, title=f"iteration {frame + 1}")
+        ax.set_xlim(*limits)
+        ax.set_ylim(*limits_y)
+
+    animation = FuncAnimation(fig, draw, frames=len(models))
+    animation.save(path, writer=PillowWriter(fps=3))
+    _pyplot().close(fig)
+    return path
+
+
+def plot_selection(selection: Any, ax: Any = None) -> Any:
+    """BIC and AIC against the number of components, from :func:`select_n_components`."""
+    fig, ax = _axes(ax)
+    table = selection.table
+    ks = [row["n_components"] for row in table]
+    for criterion in ("bic", "aic"):
+        ax.plot(ks, [row[criterion] for row in table], marker="o", label=criterion.upper())
+    best = selection.best_estimator_.n_components
+    ax.axvline(best, color="0.5", ls="--", lw=1, label=f"best K = {best}")
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_parameters(model: Any, ax: Any = None) -> Any:
+    """Each component's parameters as a heatmap: means, probabilities or rates by feature."""
+    fig, ax = _axes(ax, figsize=(7, 3.5))
+    for name in ("means_", "probabilities_", "rates_"):
+        if hasattr(model, name):
+            values = np.asarray(getattr(model, name), dtype=float)
+            break
+    else:  # pragma: no cover - every estimator has one of them
+        raise ValueError(f"{type(model).__name__} has no per-feature parameters to show")
+    values = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[:, None]
+    image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=name.rstrip("_"))
+    weights = np.asarray(model.weights_)
+    ax.set_yticks(range(len(weights)), [f"{k} ({w:.2f})" for k, w in enumerate(weights)])
+    ax.set_ylabel("component (weight)")
+    ax.set_xlabel("feature")
+    ax.set_title(f"{type(model).__name__}: {name.rstrip('_')}")
+    return fig
