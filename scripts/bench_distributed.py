@@ -60,7 +60,9 @@ def fit_iterations(store: str, start: dict, iterations: int, client=None) -> tup
                 gm.fit(store)
             busy = times.busy
         else:
-            with client.get_task_stream() as stream:
+            from distributed import get_task_stream
+
+            with get_task_stream(client) as stream:
                 began = time.perf_counter()
                 gm.fit(store)
             busy = sum(
@@ -87,9 +89,12 @@ def main() -> None:
         n = parse_bytes(args.size) // (D * 4)
         rows = parse_bytes(args.chunk_size) // (D * 4)
         store = f"{folder}/s.zarr"
-        streamem.make_mixture(store, n, D, K, "diag", chunk_rows=rows, seed=0)
+        streamem.make_mixture(store, n, D, K, "diag", chunk_rows=rows, seed=0, separation=1.0)
         store = f"{store}/data"
-        init = streamem.GaussianMixture(K, covariance_type="diag", max_iter=0, random_state=0)
+        # a poor start (rows picked at random), so that no two iterations compute the same
+        init = streamem.GaussianMixture(
+            K, covariance_type="diag", max_iter=0, random_state=0, init_params="random_from_data"
+        )
         init.fit(store)
         start = dict(
             weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_

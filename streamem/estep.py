@@ -142,13 +142,25 @@ def chunk_estep(
     counts = [np.zeros(A.shape[0]) for _, A, _ in terms]
     sums = [np.zeros(A.shape) for _, A, _ in terms]
     log_likelihood = np.zeros(len(models))
-    step = block_rows(max(A.shape[1] for _, A, _ in terms), sum(A.shape[0] for _, A, _ in terms))
+    step = min(
+        max(n, 1),
+        block_rows(
+            max(A.shape[1] for _, A, _ in terms),
+            sum(A.shape[0] for _, A, _ in terms),
+            X.shape[1],
+        ),
+    )
+    # work arrays reused by every block: per-block allocations cost page faults where freed
+    # memory goes back to the system at once (dask.distributed workers do that)
+    feature_buffers = {family.feature_key: np.empty((A.shape[1], step)) for family, A, _ in terms}
+    log_prob_buffers = [np.empty((A.shape[0], step)) for _, A, _ in terms]
     # Non-finite values (NaN rows, overflow) make the log-likelihood non-finite; that is
     # checked after every block and raised with the rows, so the warnings are not needed.
     with np.errstate(all="ignore"):
         for start in range(0, n, step):
             stop = min(start + step, n)
             block = X[start:stop]
+            width = stop - start
             features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
             for family, _, _ in terms:
                 key = family.feature_key
@@ -157,13 +169,15 @@ def chunk_estep(
                     if problem is not None:
                         raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
                     features[key] = (
-                        family.features(block, references[key]),
+                        family.features(
+                            block, references[key], out=feature_buffers[key][:, :width]
+                        ),
                         family.base_log_measure(block),
                     )
             w = None if sample_weight is None else sample_weight[start:stop]
             for i, (family, A, b) in enumerate(terms):
                 F, h = features[family.feature_key]
-                log_prob = A @ F
+                log_prob = np.matmul(A, F, out=log_prob_buffers[i][:, :width])
                 log_prob += b
                 norm, resp = normalize_log_prob(log_prob)
                 if h is not None:
@@ -223,7 +237,8 @@ def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.
     A, b = family.coefficients(model.params, reference)
     b = b + log_weights(model.weights)
     b = b[:, None]
-    step = block_rows(A.shape[1], A.shape[0])
+    step = min(n, block_rows(A.shape[1], A.shape[0], X.shape[1]))
+    buffer = np.empty((A.shape[1], step))
     for start in range(0, n, step):
         stop = min(start + step, n)
         block = X[start:stop]
@@ -231,7 +246,8 @@ def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.
         if problem is not None:
             raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
         with np.errstate(all="ignore"):  # non-finite rows are raised on by the callers
-            np.matmul(A, family.features(block, reference), out=out[:, start:stop])
+            F = family.features(block, reference, out=buffer[:, : stop - start])
+            np.matmul(A, F, out=out[:, start:stop])
             out[:, start:stop] += b
             h = family.base_log_measure(block)
             if h is not None:

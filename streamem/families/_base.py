@@ -58,8 +58,15 @@ class Family(Protocol):
     def reference(self, X: np.ndarray) -> np.ndarray | None:
         """A point to centre the features of one chunk on (or None)."""
 
-    def features(self, X: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
-        """Expanded features of a block of B rows: float64, C-contiguous, shape (P, B)."""
+    def features(
+        self, X: np.ndarray, reference: np.ndarray | None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Expanded features of a block of B rows: float64, shape (P, B).
+
+        Written into ``out`` when given (the kernel reuses one buffer for all the blocks of a
+        chunk: allocating per block costs page faults where memory is returned to the system
+        eagerly, as in ``dask.distributed`` workers), else into a new C-contiguous array.
+        """
 
     def coefficients(
         self, params: Any, reference: np.ndarray | None
@@ -118,9 +125,10 @@ class Mixture(NamedTuple):
         return self.weights.shape[0]
 
 
-def block_rows(n_expanded_features: int, n_components: int = 0) -> int:
+def block_rows(n_expanded_features: int, n_components: int = 0, n_features: int = 0) -> int:
     """Rows per block so that a block's float64 work arrays take about ``BLOCK_BYTES``."""
-    rows = BLOCK_BYTES // (8 * max(n_expanded_features + 3 * n_components, 1))
+    per_row = n_expanded_features + 3 * n_components + n_features
+    rows = BLOCK_BYTES // (8 * max(per_row, 1))
     return int(np.clip(rows, MIN_BLOCK_ROWS, MAX_BLOCK_ROWS))
 
 
@@ -146,7 +154,7 @@ def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np
     reference = family.reference(X)
     responsibilities = np.asarray(responsibilities, dtype=np.float64)
     sums = responsibilities[:0].T @ family.features(X[:0], reference).T  # zeros (K, P)
-    step = block_rows(X.shape[1] ** 2, responsibilities.shape[1])
+    step = block_rows(X.shape[1] ** 2, responsibilities.shape[1], X.shape[1])
     for start in range(0, X.shape[0], step):
         block = slice(start, start + step)
         sums = sums + responsibilities[block].T @ family.features(X[block], reference).T

@@ -65,11 +65,16 @@ def expected_log_prob(family: Any, params: Any, stats: CountStats) -> np.ndarray
 # -- features and densities ------------------------------------------------------------------
 
 
-def as_features(X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+def as_features(
+    X: np.ndarray, columns: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """The (chosen) columns of a block as float64 features, feature-major (P, B)."""
     if columns is not None:
         X = X[:, columns]
-    return np.ascontiguousarray(X.T, dtype=np.float64)
+    if out is None:
+        return np.ascontiguousarray(X.T, dtype=np.float64)
+    np.copyto(out, X.T, casting="unsafe")
+    return out
 
 
 def log_factorials(X: np.ndarray) -> np.ndarray:

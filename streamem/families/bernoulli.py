@@ -46,8 +46,10 @@ class Bernoulli:
     def reference(self, X: np.ndarray) -> None:
         return None
 
-    def features(self, X: np.ndarray, reference: None) -> np.ndarray:
-        return _counts.as_features(X)
+    def features(
+        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return _counts.as_features(X, out=out)
 
     def coefficients(
         self, params: BernoulliParams, reference: None

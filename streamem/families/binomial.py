@@ -82,10 +82,12 @@ class Binomial:
     def reference(self, X: np.ndarray) -> None:
         return None
 
-    def features(self, X: np.ndarray, reference: None) -> np.ndarray:
+    def features(
+        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.trials_column is None:
-            return _counts.as_features(X)
-        return _counts.as_features(X, self._order(X.shape[1]))
+            return _counts.as_features(X, out=out)
+        return _counts.as_features(X, self._order(X.shape[1]), out=out)
 
     def coefficients(
         self, params: BinomialParams, reference: None

@@ -78,12 +78,14 @@ class Gaussian:
             reference = np.nan_to_num(reference, nan=0.0, posinf=0.0, neginf=0.0)
         return reference
 
-    def features(self, X: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    def features(
+        self, X: np.ndarray, reference: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
         # feature-major: every write below is one contiguous row of B values
         n, d = X.shape
         kind = self.feature_key
         size = {"quadratic": d + d * (d + 1) // 2, "diag": 2 * d}.get(kind, d + 1)
-        F = np.empty((size, n))
+        F = np.empty((size, n)) if out is None else out
         centred = F[:d]
         np.subtract(X.T, reference[:, None], out=centred)
         if kind == "quadratic":

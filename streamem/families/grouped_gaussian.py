@@ -76,9 +76,11 @@ class GroupedGaussian:
             reference = np.nan_to_num(reference, nan=0.0, posinf=0.0, neginf=0.0)
         return np.float64(reference)
 
-    def features(self, X: np.ndarray, reference: np.float64) -> np.ndarray:
+    def features(
+        self, X: np.ndarray, reference: np.float64, out: np.ndarray | None = None
+    ) -> np.ndarray:
         centred = np.subtract(X, reference, dtype=np.float64)
-        F = np.empty((3, X.shape[0]))
+        F = np.empty((3, X.shape[0])) if out is None else out
         centred.sum(axis=1, out=F[0])
         np.einsum("ij,ij->i", centred, centred, out=F[1])
         F[2] = X.shape[1]

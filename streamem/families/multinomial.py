@@ -72,12 +72,17 @@ class Multinomial:
     def reference(self, X: np.ndarray) -> None:
         return None
 
-    def features(self, X: np.ndarray, reference: None) -> np.ndarray:
+    def features(
+        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.n_categories is None:
-            return _counts.as_features(X)
+            return _counts.as_features(X, out=out)
         indicators = self._one_hot(X)
         d, c, b = indicators.shape
-        return indicators.reshape(d * c, b).astype(np.float64)
+        if out is None:
+            return indicators.reshape(d * c, b).astype(np.float64)
+        np.copyto(out, indicators.reshape(d * c, b))
+        return out
 
     def coefficients(
         self, params: MultinomialParams, reference: None

@@ -45,8 +45,10 @@ class Poisson:
     def reference(self, X: np.ndarray) -> None:
         return None
 
-    def features(self, X: np.ndarray, reference: None) -> np.ndarray:
-        return _counts.as_features(X)
+    def features(
+        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return _counts.as_features(X, out=out)
 
     def coefficients(
         self, params: PoissonParams, reference: None
