@@ -1,13 +1,13 @@
 """Batch, incremental and online EM: passes and time to reach batch EM's optimum.
 
-On a synthetic store (default 2 000 000 rows, D=16, K=8, overlapping components so that EM has
-work to do), each algorithm starts from the same initial model (means at rows picked at random)
-and records its model after every pass over the data. The mean log-likelihood of every
-recorded model is then evaluated on the whole store (not timed), and the table gives, for
-each algorithm, the number of passes and the wall time until it is within ``--within`` (1e-3)
-of batch EM's converged mean log-likelihood.
+On a synthetic store (default 2 000 000 rows, D=16, K=8, overlapping components so that EM
+has work to do), each algorithm starts from the same initial model (``--init``: k-means on a
+sample by default) and records its model after every pass over the data. The mean
+log-likelihood of every recorded model is then evaluated on the whole store (not timed), and
+the table gives, for each algorithm, the number of passes and the wall time until it is within
+``--within`` (1e-3) of batch EM's converged mean log-likelihood.
 
-Run: ``python scripts/bench_online.py [--rows 2000000] [--chunk-size 8MiB]``
+Run: ``python scripts/bench_online.py [--rows 2000000] [--chunk-size 8MiB] [--init kmeans]``
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import warnings
 
 import numpy as np
+from dask.utils import parse_bytes
 
 import streamem
 
@@ -65,15 +66,28 @@ def main() -> None:
     parser.add_argument("--within", type=float, default=1e-3)
     parser.add_argument("--separation", type=float, default=1.2)
     parser.add_argument("--kinds", default="diag,full")
+    parser.add_argument(
+        "--init", default="kmeans", help="init_params of the shared start (e.g. random_from_data)"
+    )
     args = parser.parse_args()
 
     folder = tempfile.mkdtemp(prefix="streamem-online-")
     try:
         for kind in args.kinds.split(","):
             store = f"{folder}/{kind}.zarr"
-            streamem.make_mixture(store, args.rows, D, K, kind, seed=3, separation=args.separation)
+            # storage chunks of --chunk-size: streamem never splits a storage chunk
+            streamem.make_mixture(
+                store,
+                args.rows,
+                D,
+                K,
+                kind,
+                seed=3,
+                separation=args.separation,
+                chunk_rows=parse_bytes(args.chunk_size) // (4 * D),
+            )
             init = streamem.GaussianMixture(
-                K, covariance_type=kind, max_iter=0, random_state=0
+                K, covariance_type=kind, max_iter=0, init_params=args.init, random_state=0
             ).fit(store)
             start = dict(
                 weights_init=init.weights_,
@@ -92,7 +106,8 @@ def main() -> None:
             batch_models = runs["batch"][2]
             optimum = float(score_models(store, batch_models[-1:], args.chunk_size)[0])
             print(
-                f"\n{kind}: {args.rows:,} rows × {D}, K={K}, chunks of {args.chunk_size}; "
+                f"\n{kind}, init {args.init}: {args.rows:,} rows × {D}, K={K}, chunks of "
+                f"{args.chunk_size}; "
                 f"batch EM optimum {optimum:.6f} (mean log-likelihood)"
             )
             print(
