@@ -102,6 +102,17 @@ def main() -> None:
                 "online": run(
                     store, kind, "online", start, args.chunk_size, tol=1e-4, max_passes=5
                 ),
+                # Polyak averaging over the second half of the first pass onwards
+                "online avg": run(
+                    store,
+                    kind,
+                    "online",
+                    start,
+                    args.chunk_size,
+                    tol=1e-4,
+                    max_passes=5,
+                    average=args.rows // 2,
+                ),
             }
             batch_models = runs["batch"][2]
             optimum = float(score_models(store, batch_models[-1:], args.chunk_size)[0])
@@ -131,7 +142,7 @@ def main() -> None:
                 # the initial sample costs one more read for every algorithm alike
                 print(f"{name:>12} | {text} | {len(stamps):>10} {scores[-1]:>11.6f}")
             if "batch" in reached:
-                for name in ("incremental", "online"):
+                for name in ("incremental", "online", "online avg"):
                     if name in reached:
                         print(
                             f"  {name}: {reached[name]} passes vs batch {reached['batch']} "

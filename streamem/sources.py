@@ -284,6 +284,10 @@ def open_rows(
         if fixed_rows is not None:
             chunk_bytes = fixed_rows * _row_bytes(X, sample_dim)
         return _from_xarray(X, sample_dim, variables, chunk_bytes)
+    if is_lazy(X) and chunk_size is not None and X.ndim == 2:
+        rows = chunk_rows(chunk_size, X.shape[1], X.dtype.itemsize)
+        if X.chunks[0][0] != rows or X.numblocks[1] != 1:
+            X = X.rechunk({0: rows, 1: -1})
     return Rows(X)
 
 

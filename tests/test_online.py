@@ -121,7 +121,7 @@ def test_averaging_reports_the_mean_of_the_statistics(stream):
     averaged = run_batches(
         GaussianMixture(3, random_state=0, average=True), np.array_split(stream, 30)
     )
-    assert averaged.stepwise_state_.n_averaged > 0
+    assert averaged.stepwise_state_.n_averaged[0] > 0
     assert not np.allclose(averaged.means_, plain.means_)
     np.testing.assert_allclose(averaged.means_, plain.means_, atol=0.1)
 
@@ -230,3 +230,11 @@ def test_online_fit_with_restarts(stream):
             chunk_size=10_000,
         ).fit(stream)
     assert np.isfinite(gm.lower_bound_) and gm.n_iter_ == 2
+
+
+def test_averaging_can_start_after_a_number_of_rows(stream):
+    gm = GaussianMixture(3, random_state=0, average=30_000)
+    run_batches(gm, np.array_split(stream[:60_000], 12))  # 5 000 rows each
+    assert gm.stepwise_state_.n_averaged == (7,)  # from the 6th batch (30 000 rows) on
+    with pytest.raises(ValueError, match="average must be an integer"):
+        GaussianMixture(3, average=-5).partial_fit(stream[:100])

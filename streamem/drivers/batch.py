@@ -202,8 +202,9 @@ def fit_em(
             if abs(change) < tol:
                 converged[i] = True
         if progress is not None:
+            best = int(np.argmax(previous))
             progress.update(1)
-            progress.set_postfix_str(f"log-likelihood {max(previous):.6g}")
+            progress.set_postfix_str(describe("log-likelihood", histories[best]))
         active = [i for i in active if not converged[i]]
         if save is not None:
             save(
@@ -229,6 +230,12 @@ def fit_em(
         FitResult(model, list(history), n, done)
         for model, history, n, done in zip(models, histories, n_iters, converged, strict=True)
     ]
+
+
+def describe(label: str, history: Sequence[float]) -> str:
+    """'label value (change ±x)' for the last value of a lower-bound history."""
+    text = f"{label} {history[-1]:.6g}"
+    return text + (f" (change {history[-1] - history[-2]:+.2g})" if len(history) > 1 else "")
 
 
 def best_result(results: Sequence[FitResult]) -> FitResult:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..estep import EStepResult, merge_results, tree_merge
 from ..families._base import Mixture, log_weights
-from .batch import DegenerateComponentWarning, FitResult, Iteration, m_step
+from .batch import DegenerateComponentWarning, FitResult, Iteration, describe, m_step
 
 
 def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
@@ -230,7 +230,8 @@ def fit_incremental(
                 callback(Iteration(i, n_pass, float(bound[i]), bound[i] - previous[i], models[i]))
         if progress is not None:
             progress.update(1)
-            progress.set_postfix_str(f"free energy {bound.max():.6g}")
+            best = int(np.argmax(bound))
+            progress.set_postfix_str(describe("free energy", histories[best]))
         converged = bool(np.all(np.abs(bound - previous) < tol))
         previous = bound
         if save is not None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..estep import EStepResult, _non_finite_error, chunk_estep
-from .batch import DegenerateComponentWarning, FitResult, Iteration, m_step
+from .batch import DegenerateComponentWarning, FitResult, Iteration, describe, m_step
 
 
 class Schedule(NamedTuple):
@@ -47,7 +47,15 @@ class Options(NamedTuple):
     schedule: Schedule = Schedule()
     batch_size: int | None = None
     learn_weights: bool = True
-    average: bool = False
+    average: bool | int = False
+
+
+def averaging_starts(average: bool | int, rows_seen: float) -> bool:
+    """Whether Polyak averaging is on after ``rows_seen`` rows: ``True`` from burn-in on, an
+    integer ``n`` once ``n`` rows have been seen (as ``SGDClassifier(average=n)``)."""
+    if isinstance(average, bool) or average in (0, 1):
+        return bool(average)
+    return rows_seen >= average
 
 
 class StepwiseState(NamedTuple):
@@ -64,11 +72,13 @@ class StepwiseState(NamedTuple):
     burned_in : tuple of bool
         Whether each model takes M-steps yet.
     averages : tuple
-        Running means of ``stats`` since burn-in (None without averaging or before it).
-    n_averaged : int
+        Running means of ``stats`` since averaging started (None before, or without it).
+    n_averaged : tuple of int
         Number of statistics in each average.
     n_steps : int
         Mini-batch updates so far.
+    rows_seen : float
+        Rows seen so far (when averaging starts after a number of rows).
     """
 
     models: tuple
@@ -76,8 +86,9 @@ class StepwiseState(NamedTuple):
     seen: tuple
     burned_in: tuple
     averages: tuple
-    n_averaged: int
+    n_averaged: tuple
     n_steps: int
+    rows_seen: float = 0.0
 
 
 def initial_state(models: tuple) -> StepwiseState:
@@ -89,7 +100,7 @@ def initial_state(models: tuple) -> StepwiseState:
         tuple(np.zeros(m.n_components) for m in models),
         (False,) * r,
         (None,) * r,
-        0,
+        (0,) * r,
         0,
     )
 
@@ -107,14 +118,15 @@ def update(
     *,
     n_features: int,
     learn_weights: bool = True,
-    average: bool = False,
+    average: bool | int = False,
     reseed_rows: np.ndarray | None = None,
 ) -> tuple[StepwiseState, list[str]]:
     """One stepwise-EM update of every model from the E-step of one mini-batch."""
     t = state.n_steps + 1
     step = schedule.step_size(t)
-    models, stats, seen, burned, averages, notes = [], [], [], [], [], []
-    averaging_now = False
+    rows_seen = state.rows_seen + result.n_rows
+    averaging = averaging_starts(average, rows_seen)
+    models, stats, seen, burned, averages, counts, notes = [], [], [], [], [], [], []
     for i, model in enumerate(state.models):
         family = model.family
         batch = family.scale(result.stats[i], 1.0 / max(result.weight, np.finfo(float).tiny))
@@ -122,7 +134,7 @@ def update(
         mass = state.seen[i] + result.stats[i].counts
         minimum = family.min_count(n_features) if hasattr(family, "min_count") else 1.0
         ready = state.burned_in[i] or bool(np.all(mass >= minimum))
-        mean = state.averages[i]
+        mean, n_averaged = state.averages[i], state.n_averaged[i]
         if ready:
             model, repairs = m_step(
                 model,
@@ -133,15 +145,15 @@ def update(
                 reseed_rows=reseed_rows,
             )
             notes += repairs
-            if average:
-                averaging_now = True
-                mean = _interpolate(family, mean, running, 1.0 / (state.n_averaged + 1))
+            if averaging:
+                n_averaged += 1
+                mean = _interpolate(family, mean, running, 1.0 / n_averaged)
         models.append(model)
         stats.append(running)
         seen.append(mass)
         burned.append(ready)
         averages.append(mean)
-    n_averaged = state.n_averaged + int(averaging_now)
+        counts.append(n_averaged)
     return (
         StepwiseState(
             tuple(models),
@@ -149,8 +161,9 @@ def update(
             tuple(seen),
             tuple(burned),
             tuple(averages),
-            n_averaged,
+            tuple(counts),
             t,
+            rows_seen,
         ),
         notes,
     )
@@ -314,7 +327,8 @@ def fit_online(
                     callback(Iteration(i, at.n_pass, float(bound[i]), change, models[i]))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix_str(f"log-likelihood {bound.max():.6g}")
+                best = int(np.argmax(bound))
+            progress.set_postfix_str(describe("log-likelihood", histories[best]))
             change = np.abs(bound - at.previous)
             at = at._replace(previous=bound, histories=tuple(tuple(h) for h in histories))
             converged = bool(all(at.state.burned_in) and np.all(change < tol))

@@ -13,6 +13,8 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from dask.callbacks import Callback
+from tqdm.auto import tqdm
 
 from ..estep import EStepResult, chunk_estep, merge_results
 from ..families._base import Mixture
@@ -20,6 +22,28 @@ from ._blas import single_threaded_blas
 from .numpy_ import default_threads
 
 LOCAL_THREADS_PER_CORE = 2
+
+# the chunk tasks, by the name Dask gives their keys
+_CHUNK_TASKS = ("chunk_estep", "stepwise_chunk")
+
+
+class ChunkProgress(Callback):
+    """A tqdm bar advanced by every finished chunk task of a local Dask computation."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+
+    def _start(self, dsk: Any) -> None:
+        self.bar = tqdm(total=self.total, desc="chunks", unit="chunk", leave=False)
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith(_CHUNK_TASKS):
+            self.bar.update(1)
+
+    def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
+        self.bar.close()
 
 
 def _local_threads(scheduler: Any) -> bool:
@@ -45,6 +69,9 @@ class DaskEngine:
     scheduler : str or None
         Passed to ``dask.compute`` (None: the active ``distributed.Client`` if any, else
         Dask's threaded scheduler).
+    progress : bool
+        Show a progress bar over the chunks of each pass (local schedulers; a
+        ``dask.distributed`` cluster has its dashboard).
     """
 
     def __init__(
@@ -53,6 +80,7 @@ class DaskEngine:
         sample_weight: da.Array | np.ndarray | None = None,
         split_every: int = 8,
         scheduler: str | None = None,
+        progress: bool = False,
     ) -> None:
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
@@ -65,6 +93,7 @@ class DaskEngine:
         self.sample_weight = sample_weight
         self.split_every = max(2, int(split_every))
         self.scheduler = scheduler
+        self.progress = progress
         self._blocks = list(X.to_delayed().ravel())
         self._weights = (
             [None] * len(self._blocks)
@@ -84,9 +113,13 @@ class DaskEngine:
         threads cost little when the data are in memory.
         """
         options: dict[str, Any] = {"scheduler": self.scheduler}
-        if _local_threads(self.scheduler) and dask.config.get("num_workers", None) is None:
+        local = _local_threads(self.scheduler)
+        if local and dask.config.get("num_workers", None) is None:
             options["num_workers"] = LOCAL_THREADS_PER_CORE * default_threads()
-        return dask.compute(*collections, **options)
+        if not (self.progress and local):
+            return dask.compute(*collections, **options)
+        with ChunkProgress(self.n_chunks):
+            return dask.compute(*collections, **options)
 
     @property
     def n_rows(self) -> int:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..estep import EStepResult, chunk_estep, tree_merge
 from ..families._base import Mixture
@@ -41,6 +42,8 @@ class NumpyEngine:
         Threads to run chunks on (None: the available cores).
     split_every : int
         Fan-in of the merge tree, as in the Dask engine, so both merge in the same order.
+    progress : bool
+        Show a progress bar over the chunks of each pass.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class NumpyEngine:
         chunk_rows: int | None = None,
         n_threads: int | None = None,
         split_every: int = 8,
+        progress: bool = False,
     ) -> None:
         self.X = X
         self.sample_weight = sample_weight
@@ -59,6 +63,7 @@ class NumpyEngine:
             chunk_rows = max(MIN_CHUNK_ROWS, -(-n // (CHUNKS_PER_THREAD * self.n_threads)))
         self.bounds = [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
         self.split_every = split_every
+        self.progress = progress
 
     @property
     def n_rows(self) -> int:
@@ -96,7 +101,17 @@ class NumpyEngine:
             if len(bounds) == 1 or self.n_threads == 1:
                 return [self._chunk(b, models) for b in bounds]
             with ThreadPoolExecutor(self.n_threads) as pool:
-                return list(pool.map(lambda b: self._chunk(b, models), bounds))
+                results = pool.map(lambda b: self._chunk(b, models), bounds)
+                return list(
+                    tqdm(
+                        results,
+                        total=len(bounds),
+                        desc="chunks",
+                        unit="chunk",
+                        leave=False,
+                        disable=not self.progress,
+                    )
+                )
 
     def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
         """One pass over the data: the merged E-step result of every model."""

@@ -164,6 +164,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                 "give them."
             )
         check_option("algorithm", self.algorithm, ALGORITHMS, owner)
+        if not isinstance(self.average, bool | np.bool_):
+            check_int("average", self.average, 0, owner)
         if self.persist not in (True, False, "auto"):
             raise ValueError(
                 f"{owner}: persist must be True, False or 'auto'; got {self.persist!r}."
@@ -191,9 +193,7 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         rows = chunk_rows(self.chunk_size, X.shape[1], X.dtype.itemsize)
         if whole and not is_lazy(X):
             rows = max(X.shape[0], 1)
-        if is_lazy(X):
-            if rows is not None and X.chunks[0][0] != rows:
-                X = X.rechunk({0: rows, 1: -1})
+        if is_lazy(X):  # already chunked by open_rows
             if self.persist is True or (self.persist == "auto" and _cluster_can_hold(X)):
                 X = X.persist()
             if sample_weight is not None and not is_lazy(sample_weight):
@@ -203,10 +203,18 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
                     f"sample_weight must have shape ({X.shape[0]},) to match the rows of X, "
                     f"got {sample_weight.shape}."
                 )
-            return DaskEngine(X, sample_weight, split_every=self.split_every)
+            return DaskEngine(
+                X, sample_weight, split_every=self.split_every, progress=self.verbose >= 2
+            )
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        return NumpyEngine(X, sample_weight, chunk_rows=rows, split_every=self.split_every)
+        return NumpyEngine(
+            X,
+            sample_weight,
+            chunk_rows=rows,
+            split_every=self.split_every,
+            progress=self.verbose >= 2,
+        )
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -351,7 +359,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
             ),
             self.batch_size or default_batch,
             bool(self.learn_weights),
-            bool(self.average),
+            self.average
+            if isinstance(self.average, int | np.integer) and not isinstance(self.average, bool)
+            else bool(self.average),
         )
 
     def _keep_stepwise_state(self, state: stepwise.StepwiseState) -> None:

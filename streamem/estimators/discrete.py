@@ -162,7 +162,8 @@ class BernoulliMixture(_CountsMixture):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn (the progress bar updates every iteration).
     learn_weights : bool, default=True
@@ -193,8 +194,10 @@ class BernoulliMixture(_CountsMixture):
         t₀ ≥ 0 in the step size.
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
     persist : bool or 'auto', default=False
@@ -364,7 +367,8 @@ class BinomialMixture(_CountsMixture):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn.
     learn_weights : bool, default=True
@@ -394,8 +398,10 @@ class BinomialMixture(_CountsMixture):
         t₀ ≥ 0 in the step size.
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
     persist : bool or 'auto', default=False
@@ -606,7 +612,8 @@ class MultinomialMixture(_CountsMixture):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn.
     learn_weights : bool, default=True
@@ -636,8 +643,10 @@ class MultinomialMixture(_CountsMixture):
         t₀ ≥ 0 in the step size.
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
     persist : bool or 'auto', default=False
@@ -831,7 +840,8 @@ class PoissonMixture(_CountsMixture):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn.
     learn_weights : bool, default=True
@@ -861,8 +871,10 @@ class PoissonMixture(_CountsMixture):
         t₀ ≥ 0 in the step size.
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
     persist : bool or 'auto', default=False
@@ -1016,7 +1028,8 @@ class GroupedGaussianMixture(_ParamsMixture):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn.
     learn_weights : bool, default=True
@@ -1046,8 +1059,10 @@ class GroupedGaussianMixture(_ParamsMixture):
         t₀ ≥ 0 in the step size.
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store for the per-chunk statistics of ``incremental`` fits.
     persist : bool or 'auto', default=False

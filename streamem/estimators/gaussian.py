@@ -63,7 +63,8 @@ class GaussianMixture(MixtureEstimator):
     warm_start : bool, default=False
         If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
     verbose : int, default=0
-        Show a progress bar over iterations when positive.
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
     verbose_interval : int, default=10
         Kept for compatibility with scikit-learn (the progress bar updates every iteration).
     learn_weights : bool, default=True
@@ -101,8 +102,10 @@ class GaussianMixture(MixtureEstimator):
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one: old data are forgotten
         geometrically, which follows a drifting stream.
-    average : bool, default=False
-        Report the average of the stepwise statistics after burn-in (Polyak averaging).
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
     incremental_store : str, default=None
         A Zarr store to keep the per-chunk statistics of ``incremental`` fits in, when they
         are too large for memory.
