@@ -1,7 +1,8 @@
 """Per-iteration time on Dask's threads vs a dask.distributed LocalCluster, and its overhead.
 
 Fits the same synthetic store (default 1 GiB, float32, D=16, K=8, diag) for a few iterations
-from the same initial parameters on: the local threaded scheduler (2 threads), a LocalCluster
+from the same initial parameters on: the local threaded scheduler (as streamem runs it: two
+threads per core, to overlap reads with computation), a LocalCluster
 of 1 worker process (2 threads) and one of 2 worker processes (1 thread each). For each it
 reports the median seconds per iteration, the compute time inside the chunk tasks (the sum of
 task durations over the threads that ran them) and the difference: the scheduling overhead
@@ -110,8 +111,12 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         baseline = None
+        from streamem.engines.dask_ import LOCAL_THREADS_PER_CORE
+        from streamem.engines.numpy_ import default_threads
+
+        local_threads = LOCAL_THREADS_PER_CORE * default_threads()
         setups = [
-            ("threads (2)", None, None),
+            (f"threads ({local_threads})", None, None),
             ("LocalCluster 1 worker × 2 thr", 1, 2),
             ("LocalCluster 2 workers × 1 thr", 2, 1),
         ]
@@ -119,7 +124,7 @@ def main() -> None:
             if workers is None:
                 fit_iterations(store, start, 1)  # warm the page cache and imports
                 seconds, busy = fit_iterations(store, start, args.iterations)
-                slots = 2
+                slots = local_threads
             else:
                 with (
                     LocalCluster(

@@ -73,6 +73,13 @@ def plot_lower_bound(model: Any, ax: Any = None) -> Any:
     fig, ax = _axes(ax)
     bounds = np.asarray(model.lower_bounds_)
     ax.plot(np.arange(1, len(bounds) + 1), bounds, marker="o", markersize=3)
+    if len(bounds) > 2:
+        rest = bounds[1:]
+        spread = rest.max() - rest.min()
+        if bounds[0] < rest.min() - 10 * max(spread, 1e-12):
+            # a poor start would flatten the rest of the curve: show it as text instead
+            ax.set_ylim(rest.min() - 0.1 * spread, rest.max() + 0.1 * spread)
+            ax.annotate(f"iteration 1: {bounds[0]:.4g}", xy=(0.02, 0.04), xycoords="axes fraction")
     ax.set_xlabel("iteration (pass over the data)")
     ax.set_ylabel("mean log-likelihood")
     state = "converged" if getattr(model, "converged_", False) else "not converged"

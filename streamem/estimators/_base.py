@@ -57,7 +57,11 @@ def _labelled(label: str):
     except (ValueError, OSError) as exc:
         if label == "the data" or label in str(exc):
             raise
-        raise type(exc)(f"{label}: {exc}") from exc
+        try:
+            labelled = type(exc)(f"{label}: {exc}")
+        except Exception:  # an exception type that takes other arguments: leave it as is
+            raise exc from None
+        raise labelled from exc
 
 
 def _cluster_can_hold(X: da.Array) -> bool:
