@@ -30,7 +30,7 @@ def fingerprint(estimator: Any, engine: Any) -> dict[str, Any]:
         if k not in IGNORED_PARAMETERS and not isinstance(v, np.random.RandomState)
     }
     arrays: dict[str, np.ndarray] = {}
-    encoded = encode(params, arrays, "params")
+    encoded = encode(params, arrays, "params")["__dict__"]
     return {
         "estimator": type(estimator).__name__,
         "params": json.loads(json.dumps(encoded, default=str)),

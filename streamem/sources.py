@@ -93,9 +93,10 @@ def _is_zarr_array(X: Any) -> bool:
 
 
 def _describe_zarr(array: Any, where: str | None = None) -> str:
-    name = array.path or array.basename or "/"
-    store = where if where is not None else str(array.store_path.store)
-    return f"array {name!r} in Zarr store {store!r}"
+    store = where.rstrip("/") if where is not None else str(array.store_path.store)
+    if not array.path:  # the array is the root of what was opened
+        return f"Zarr array {store!r}"
+    return f"array {array.path!r} in Zarr store {store!r}"
 
 
 def _missing_chunks(array: Any) -> list[tuple[int, ...]]:
