@@ -1,6 +1,6 @@
 """streamem: expectation-maximization for mixture models on data bigger than memory."""
 
-from .datasets import make_mixture
+from .datasets import make_discrete_mixture, make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import (
     BernoulliMixture,
@@ -29,6 +29,7 @@ __all__ = [
     "Selection",
     "__version__",
     "load",
+    "make_discrete_mixture",
     "make_mixture",
     "open_rows",
     "select_n_components",

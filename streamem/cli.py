@@ -133,19 +133,32 @@ def _describe(model: Any) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .datasets import make_mixture
+    from .datasets import make_discrete_mixture, make_mixture
 
-    truth = make_mixture(
-        args.out,
-        args.samples,
-        args.features,
-        args.components,
-        args.covariance_type,
-        dtype=args.dtype,
-        chunk_rows=args.chunk_rows,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    )
+    if args.family == "gaussian":
+        truth = make_mixture(
+            args.out,
+            args.samples,
+            args.features,
+            args.components,
+            args.covariance_type,
+            dtype=args.dtype,
+            chunk_rows=args.chunk_rows,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    else:
+        truth = make_discrete_mixture(
+            args.out,
+            args.samples,
+            args.features,
+            args.components,
+            args.family,
+            chunk_rows=args.chunk_rows,
+            seed=args.seed,
+            n_trials=args.n_trials,
+            overwrite=args.overwrite,
+        )
     summary = {"path": args.out, "n_samples": args.samples, **truth.to_json()}
     _output(args, summary, f"wrote {args.samples} rows × {args.features} features to {args.out}")
     return 0
@@ -452,7 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
     )
-    generate.add_argument("--dtype", default="float32")
+    generate.add_argument("--dtype", default="float32", help="gaussian: the data type")
+    generate.add_argument(
+        "--family",
+        default="gaussian",
+        choices=["gaussian", "bernoulli", "binomial", "multinomial", "poisson"],
+    )
+    generate.add_argument(
+        "--n-trials",
+        type=int,
+        default=10,
+        help="binomial: trials per feature; multinomial: draws per row",
+    )
     generate.add_argument("--chunk-rows", type=int)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--overwrite", action="store_true")

@@ -29,32 +29,47 @@ class MixtureTruth:
     Attributes
     ----------
     weights : ndarray of shape (n_components,)
-    means : ndarray of shape (n_components, n_features)
+    means : ndarray of shape (n_components, n_features), or None
+        Gaussian mixtures only (as ``covariances`` and ``covariance_type``).
     covariances : ndarray
         Shaped by ``covariance_type`` as in :class:`streamem.GaussianMixture`.
     covariance_type : str
     path : str
         The Zarr store: a group with arrays ``data`` (n_samples, n_features) and ``labels``.
     seed : int
+    family : str
+        ``gaussian``, ``bernoulli``, ``binomial``, ``multinomial`` or ``poisson``.
+    parameters : dict or None
+        Discrete mixtures: the component parameters by name (``probabilities``, ``rates``)
+        and ``n_trials`` where it applies.
     """
 
     weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-    covariance_type: str
+    means: np.ndarray | None
+    covariances: np.ndarray | None
+    covariance_type: str | None
     path: str
     seed: int
+    family: str = "gaussian"
+    parameters: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            key: value.tolist() if isinstance(value, np.ndarray) else value
-            for key, value in asdict(self).items()
-        }
+        def plain(value: Any) -> Any:
+            if isinstance(value, np.ndarray):
+                return value.tolist()
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return {key: plain(value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MixtureTruth:
         arrays = ("weights", "means", "covariances")
-        return cls(**{k: np.asarray(v) if k in arrays else v for k, v in data.items()})
+        data = {k: np.asarray(v) if k in arrays and v is not None else v for k, v in data.items()}
+        if data.get("parameters"):
+            data["parameters"] = {k: np.asarray(v) for k, v in data["parameters"].items()}
+        return cls(**data)
 
 
 def true_parameters(
@@ -219,3 +234,121 @@ def load_truth(path: str | os.PathLike) -> MixtureTruth:
     if TRUTH_ATTRIBUTE not in attrs:
         raise ValueError(f"{os.fspath(path)!r} was not written by streamem.datasets.make_mixture")
     return MixtureTruth.from_json(dict(attrs[TRUTH_ATTRIBUTE]))
+
+
+DISCRETE_FAMILIES = ("bernoulli", "binomial", "multinomial", "poisson")
+
+
+def discrete_parameters(
+    family: str, n_features: int, n_components: int, seed: int = 0, n_trials: int = 10
+) -> tuple[np.ndarray, Any, Any]:
+    """Weights, the family and the component parameters of a random discrete mixture."""
+    from .families.bernoulli import Bernoulli, BernoulliParams
+    from .families.binomial import Binomial, BinomialParams
+    from .families.multinomial import Multinomial, MultinomialParams
+    from .families.poisson import Poisson, PoissonParams
+
+    if family not in DISCRETE_FAMILIES:
+        raise ValueError(f"family must be one of {DISCRETE_FAMILIES}, got {family!r}")
+    rng = np.random.default_rng([seed, 2**31])
+    weights = rng.dirichlet(np.full(n_components, 5.0))
+    shape = (n_components, n_features)
+    if family == "bernoulli":
+        return weights, Bernoulli(), BernoulliParams(rng.beta(0.5, 0.5, size=shape))
+    if family == "binomial":
+        return weights, Binomial(n_trials=n_trials), BinomialParams(rng.beta(1, 1, size=shape))
+    if family == "multinomial":
+        probabilities = rng.dirichlet(np.full(n_features, 0.5), size=n_components)
+        return weights, Multinomial(n_trials=n_trials), MultinomialParams(probabilities)
+    return weights, Poisson(), PoissonParams(rng.gamma(2.0, 5.0, size=shape))
+
+
+def _write_discrete_chunk(
+    path: str, index: int, start: int, stop: int, seed: int, model: tuple
+) -> None:
+    import zarr
+
+    weights, family, params = model
+    rng = np.random.RandomState([seed, index])
+    counts = rng.multinomial(stop - start, weights)
+    X = family.sample(params, counts, rng)
+    labels = np.repeat(np.arange(len(weights)), counts)
+    order = rng.permutation(stop - start)
+    group = zarr.open_group(path, mode="r+")
+    group["data"][start:stop] = X[order].astype(group["data"].dtype)
+    group["labels"][start:stop] = labels[order]
+
+
+def make_discrete_mixture(
+    path: str | os.PathLike,
+    n_samples: int,
+    n_features: int = 8,
+    n_components: int = 3,
+    family: str = "bernoulli",
+    chunk_rows: int | None = None,
+    seed: int = 0,
+    *,
+    n_trials: int = 10,
+    overwrite: bool = False,
+) -> MixtureTruth:
+    """Write ``n_samples`` rows of a known discrete mixture to a Zarr store.
+
+    Like :func:`make_mixture`: a group with ``data`` (integers; 0/1 for Bernoulli) and
+    ``labels``, drawn chunk by chunk in parallel, deterministic per chunk, written under a
+    temporary name. Binomial rows have ``n_trials`` trials per feature and multinomial rows
+    ``n_trials`` draws over ``n_features`` categories.
+
+    Returns
+    -------
+    MixtureTruth
+        With ``family`` and ``parameters`` (``probabilities`` or ``rates``, ``n_trials``).
+    """
+    import zarr
+
+    if n_samples < 1 or n_features < 1 or n_components < 1:
+        raise ValueError("n_samples, n_features and n_components must all be at least 1.")
+    weights, family_object, params = discrete_parameters(
+        family, n_features, n_components, seed, n_trials
+    )
+    dtype = np.dtype(np.uint8 if family == "bernoulli" else np.int32)
+    if chunk_rows is None:
+        chunk_rows = max(1, parse_bytes("64MiB") // (n_features * dtype.itemsize))
+    chunk_rows = int(min(chunk_rows, n_samples))
+    path = os.fspath(path)
+    parameters = {
+        **params._asdict(),
+        **({"n_trials": n_trials} if family in ("binomial", "multinomial") else {}),
+    }
+    truth = MixtureTruth(weights, None, None, None, path, seed, family, parameters)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        group = zarr.open_group(str(temporary), mode="w")
+        group.create_array(
+            "data",
+            shape=(n_samples, n_features),
+            chunks=(chunk_rows, n_features),
+            dtype=dtype,
+            config={"write_empty_chunks": True},
+            dimension_names=("sample", "feature"),
+        )
+        group.create_array(
+            "labels",
+            shape=(n_samples,),
+            chunks=(chunk_rows,),
+            dtype=np.int16 if n_components < 2**15 else np.int32,
+            config={"write_empty_chunks": True},
+            dimension_names=("sample",),
+        )
+        group.attrs[TRUTH_ATTRIBUTE] = json.loads(json.dumps(truth.to_json()))
+        tasks = [
+            dask.delayed(_write_discrete_chunk, pure=True)(
+                str(temporary),
+                i,
+                start,
+                min(start + chunk_rows, n_samples),
+                seed,
+                (weights, family_object, params),
+            )
+            for i, start in enumerate(range(0, n_samples, chunk_rows))
+        ]
+        dask.compute(*tasks)
+    return truth

@@ -192,3 +192,49 @@ def test_discrete_family_from_the_command_line(tmp_path):
     np.testing.assert_allclose(rates, [[2.0, 1.0], [9.0, 8.0]], atol=0.5)
     result = run("fit", str(tmp_path / "counts.npy"), "--family", "poisson", "--n-categories", "3")
     assert result.returncode == 2 and "does not apply to poisson" in result.stderr
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "multinomial", "poisson"])
+def test_generate_and_fit_discrete_stores(tmp_path, family):
+    store = tmp_path / f"{family}.zarr"
+    result = run(
+        "generate",
+        str(store),
+        "--family",
+        family,
+        "--samples",
+        "20000",
+        "--features",
+        "8",
+        "--components",
+        "2",
+        "--chunk-rows",
+        "3000",
+        "--seed",
+        "3",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    truth = json.loads(result.stdout)
+    assert truth["family"] == family and truth["n_samples"] == 20000
+    options = ["--n-trials", "10"] if family == "binomial" else []
+    result = run(
+        "fit",
+        str(store),
+        "--family",
+        family,
+        "-k",
+        "2",
+        "--n-init",
+        "3",
+        "-o",
+        str(tmp_path / "m.streamem"),
+        "--json",
+        *options,
+    )
+    assert result.returncode == 0, result.stderr
+    name = "rates" if family == "poisson" else "probabilities"
+    fitted = np.array(json.loads(result.stdout)[name]).reshape(2, -1)
+    expected = np.array(truth["parameters"][name]).reshape(2, -1)
+    error = min(np.abs(fitted - expected).max(), np.abs(fitted[::-1] - expected).max())
+    assert error < (0.5 if family == "poisson" else 0.05)
