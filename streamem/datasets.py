@@ -173,7 +173,6 @@ def make_mixture(
     -------
     MixtureTruth
     """
-    import zarr
 
     dtype = np.dtype(dtype)
     if n_samples < 1 or n_features < 1 or n_components < 1:
@@ -195,14 +194,45 @@ def make_mixture(
         ]
     path = os.fspath(path)
     truth = MixtureTruth(weights, means, covariances, covariance_type, path, seed)
+    _write_store(
+        path,
+        truth,
+        (n_samples, n_features),
+        chunk_rows,
+        dtype,
+        n_components,
+        overwrite,
+        _write_chunk,
+        (weights, means, factors),
+    )
+    return truth
+
+
+def _write_store(
+    path: str,
+    truth: MixtureTruth,
+    shape: tuple[int, int],
+    chunk_rows: int,
+    dtype: np.dtype,
+    n_components: int,
+    overwrite: bool,
+    write_chunk: Any,
+    params: tuple,
+) -> None:
+    """Create the store's arrays under a temporary name, fill them chunk by chunk with
+    ``write_chunk(path, index, start, stop, seed, params)`` in parallel, then rename."""
+    import zarr
+
+    n_samples, n_features = shape
     with atomic_path(path, overwrite=overwrite) as temporary:
         group = zarr.open_group(str(temporary), mode="w")
         group.create_array(
             "data",
-            shape=(n_samples, n_features),
+            shape=shape,
             chunks=(chunk_rows, n_features),
             dtype=dtype,
-            compressors=None,  # random floats barely compress; raw chunks read fastest
+            # floats of random data barely compress: raw chunks read fastest
+            compressors=None if dtype.kind == "f" else "auto",
             config={"write_empty_chunks": True},
             dimension_names=("sample", "feature"),
         )
@@ -215,15 +245,13 @@ def make_mixture(
             dimension_names=("sample",),
         )
         group.attrs[TRUTH_ATTRIBUTE] = json.loads(json.dumps(truth.to_json()))
-        params = (weights, means, factors)
         tasks = [
-            dask.delayed(_write_chunk, pure=True)(
-                str(temporary), i, start, min(start + chunk_rows, n_samples), seed, params
+            dask.delayed(write_chunk, pure=True)(
+                str(temporary), i, start, min(start + chunk_rows, n_samples), truth.seed, params
             )
             for i, start in enumerate(range(0, n_samples, chunk_rows))
         ]
         dask.compute(*tasks)
-    return truth
 
 
 def load_truth(path: str | os.PathLike) -> MixtureTruth:
@@ -303,7 +331,6 @@ def make_discrete_mixture(
     MixtureTruth
         With ``family`` and ``parameters`` (``probabilities`` or ``rates``, ``n_trials``).
     """
-    import zarr
 
     if n_samples < 1 or n_features < 1 or n_components < 1:
         raise ValueError("n_samples, n_features and n_components must all be at least 1.")
@@ -320,35 +347,15 @@ def make_discrete_mixture(
         **({"n_trials": n_trials} if family in ("binomial", "multinomial") else {}),
     }
     truth = MixtureTruth(weights, None, None, None, path, seed, family, parameters)
-    with atomic_path(path, overwrite=overwrite) as temporary:
-        group = zarr.open_group(str(temporary), mode="w")
-        group.create_array(
-            "data",
-            shape=(n_samples, n_features),
-            chunks=(chunk_rows, n_features),
-            dtype=dtype,
-            config={"write_empty_chunks": True},
-            dimension_names=("sample", "feature"),
-        )
-        group.create_array(
-            "labels",
-            shape=(n_samples,),
-            chunks=(chunk_rows,),
-            dtype=np.int16 if n_components < 2**15 else np.int32,
-            config={"write_empty_chunks": True},
-            dimension_names=("sample",),
-        )
-        group.attrs[TRUTH_ATTRIBUTE] = json.loads(json.dumps(truth.to_json()))
-        tasks = [
-            dask.delayed(_write_discrete_chunk, pure=True)(
-                str(temporary),
-                i,
-                start,
-                min(start + chunk_rows, n_samples),
-                seed,
-                (weights, family_object, params),
-            )
-            for i, start in enumerate(range(0, n_samples, chunk_rows))
-        ]
-        dask.compute(*tasks)
+    _write_store(
+        path,
+        truth,
+        (n_samples, n_features),
+        chunk_rows,
+        dtype,
+        n_components,
+        overwrite,
+        _write_discrete_chunk,
+        (weights, family_object, params),
+    )
     return truth
