@@ -101,12 +101,14 @@ def test_bytes_per_iteration_do_not_grow_with_rows(cluster_client, tmp_path):
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, warnings
+    import sys, time, warnings
     import streamem
     warnings.simplefilter("ignore")
     data, algorithm, checkpoint, out = sys.argv[1:]
     def report(iteration):
         print("pass", iteration.n_iter, flush=True)
+        if iteration.n_iter >= 2 and "never" in out:
+            time.sleep(1.0)  # the run to be killed: leave time to kill it mid-fit
     gm = streamem.GaussianMixture(
         3, tol=0, max_iter=8, max_passes=5, random_state=0, algorithm=algorithm,
         chunk_size=20_000, batch_size=5_000, init_size=5_000, checkpoint=checkpoint,
