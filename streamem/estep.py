@@ -1,8 +1,8 @@
 """The chunk kernel: one pass over a chunk of rows gives each model's statistics.
 
-For every cache-sized block of the chunk: build the family's expanded features ``F`` once,
-then for each model ``log p = F @ A + b + log w`` (one GEMM), normalise with a log-sum-exp,
-and accumulate ``Σ r`` and ``respᵀ F`` (one more GEMM). Several models (restarts, a sweep over
+For every cache-sized block of the chunk: build the family's expanded features ``F`` (P, B)
+once, then for each model ``log p = A F + b + log w`` (one GEMM, (K, B)), normalise with a
+log-sum-exp over components, and accumulate ``Σ r`` and ``r Fᵀ`` (one more GEMM). Several models (restarts, a sweep over
 ``K``) share the same read of the chunk and the same features.
 
 The functions here are pure and module-level: engines ship them to threads, processes or
