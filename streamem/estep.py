@@ -2,8 +2,8 @@
 
 For every cache-sized block of the chunk: build the family's expanded features ``F`` (P, B)
 once, then for each model ``log p = A F + b + log w`` (one GEMM, (K, B)), normalise with a
-log-sum-exp over components, and accumulate ``Σ r`` and ``r Fᵀ`` (one more GEMM). Several models (restarts, a sweep over
-``K``) share the same read of the chunk and the same features.
+log-sum-exp over components, and accumulate ``Σ r`` and ``r Fᵀ`` (one more GEMM). Several
+models (restarts, a sweep over ``K``) share the same read of the chunk and the same features.
 
 The functions here are pure and module-level: engines ship them to threads, processes or
 cluster workers together with the small parameter values.
