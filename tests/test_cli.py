@@ -238,3 +238,27 @@ def test_generate_and_fit_discrete_stores(tmp_path, family):
     expected = np.array(truth["parameters"][name]).reshape(2, -1)
     error = min(np.abs(fitted - expected).max(), np.abs(fitted[::-1] - expected).max())
     assert error < (0.5 if family == "poisson" else 0.05)
+
+
+def test_fit_on_a_local_cluster_and_resume_flags(store, tmp_path):
+    model = tmp_path / "c.streamem"
+    result = run(
+        "fit",
+        f"{store}/data",
+        "-k",
+        "3",
+        "--cluster",
+        "local:2",
+        "-o",
+        str(model),
+        "--checkpoint",
+        str(tmp_path / "fit.ckpt"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    in_process = run("fit", f"{store}/data", "-k", "3", "-o", str(tmp_path / "l.s"), "--json")
+    a, b = json.loads(result.stdout), json.loads(in_process.stdout)
+    np.testing.assert_allclose(a["means"], b["means"], rtol=1e-10)
+    assert not (tmp_path / "fit.ckpt").exists()  # removed once the fit completed
+    result = run("fit", f"{store}/data", "--cluster", "remote:2")
+    assert result.returncode == 2 and "--cluster expects 'local:N'" in result.stderr

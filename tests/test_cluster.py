@@ -47,8 +47,10 @@ def test_cluster_equals_local_scheduler(cluster_client, store, algorithm):
     with cluster_client.as_current():
         remote = fit(store, **options)
         persisted = fit(store, persist=True, **options)
+        auto = fit(store, persist="auto", **options)  # 3 MiB of data: fits, so persisted
     assert_same(remote, local)
     assert_same(persisted, local)
+    assert_same(auto, local)
 
 
 def test_worker_killed_mid_iteration(cluster_client, store):
