@@ -21,6 +21,7 @@ from ..families.grouped_gaussian import GroupedGaussian, GroupedGaussianParams
 from ..families.multinomial import Multinomial, MultinomialParams
 from ..families.poisson import Poisson, PoissonParams
 from ._base import MixtureEstimator
+from ._docs import share_docs
 
 
 class _ParamsMixture(MixtureEstimator):
@@ -126,6 +127,7 @@ class _CountsMixture(_ParamsMixture):
         return tags
 
 
+@share_docs
 class BernoulliMixture(_CountsMixture):
     """Mixture of independent Bernoulli (binary) features, fitted by EM over chunks of rows.
 
@@ -157,61 +159,7 @@ class BernoulliMixture(_CountsMixture):
         Initial mixture weights.
     probabilities_init : array-like of shape (n_components, n_features), default=None
         Initial probabilities, in [0, 1] (clipped to the ``min_probability`` bounds).
-    random_state : int, RandomState instance or None, default=None
-        Seed for the sample, the initialisation and :meth:`sample`.
-    warm_start : bool, default=False
-        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
-    verbose : int, default=0
-        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
-        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
-    verbose_interval : int, default=10
-        Kept for compatibility with scikit-learn (the progress bar updates every iteration).
-    learn_weights : bool, default=True
-        If false the mixture weights stay at their initial values (``weights_init``).
-    chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB"); see
-        :class:`streamem.GaussianMixture`.
-    init_size : int, default=100_000
-        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
-    split_every : int, default=8
-        Fan-in of the tree that merges the chunks' statistics.
-    sample_dim : str, default=None
-        For xarray input: the dimension that indexes samples (default: the first).
-    variables : list of str, default=None
-        For ``xarray.Dataset`` input: the data variables to use as features.
-    algorithm : {'batch', 'online', 'incremental'}, default='batch'
-        ``batch``: EM, one pass over the data per iteration; ``online``: stepwise EM in
-        mini-batches of ``batch_size`` rows; ``incremental``: incremental EM (Neal & Hinton,
-        1998), an M-step after every chunk. See :class:`streamem.GaussianMixture`.
-    max_passes : int, default=None
-        For ``online`` and ``incremental``: the maximum number of passes over the data
-        (default ``max_iter``).
-    batch_size : int, default=None
-        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
-    learning_decay : float, default=0.6
-        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
-    learning_offset : float, default=2.0
-        t₀ ≥ 0 in the step size.
-    learning_rate : float, default=None
-        A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool or int, default=False
-        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
-        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
-    incremental_store : str, default=None
-        A Zarr store for the per-chunk statistics of ``incremental`` fits.
-    persist : bool or 'auto', default=False
-        Keep lazy data in the memory of the Dask workers between iterations instead of
-        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
-        cluster is active and the data take less than half of its memory.
-    checkpoint : str, default=None
-        A file to save the fit's state to after every iteration (atomically, no pickle).
-        Fitting again with the same checkpoint, after the process was killed, continues
-        from the last saved iteration and ends with the model of an uninterrupted fit; a
-        checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
-    callback : callable, default=None
-        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -219,24 +167,7 @@ class BernoulliMixture(_CountsMixture):
         Mixture weights.
     probabilities_ : ndarray of shape (n_components, n_features)
         Probability that each feature is 1 in each component.
-    converged_ : bool
-        Whether the best initialisation converged.
-    n_iter_ : int
-        Iterations run by the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood at the last iteration of the best initialisation.
-    lower_bounds_ : list of float
-        Mean log-likelihood at each iteration of the best initialisation.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` had string column names.
-    n_steps_ : int
-        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
-
-    See Also
-    --------
-    BinomialMixture : Counts of successes out of several trials.
+    %(shared_attributes)s
 
     Examples
     --------
@@ -324,6 +255,7 @@ class BernoulliMixture(_CountsMixture):
         return {"probabilities": (self.n_components, n_features)}
 
 
+@share_docs
 class BinomialMixture(_CountsMixture):
     """Mixture of independent binomial counts, fitted by EM over chunks of rows.
 
@@ -362,60 +294,7 @@ class BinomialMixture(_CountsMixture):
     probabilities_init : array-like of shape (n_components, n_successes), default=None
         Initial success probabilities in [0, 1]; ``n_successes`` is the number of columns
         of ``X``, less the trials column if there is one.
-    random_state : int, RandomState instance or None, default=None
-        Seed for the sample, the initialisation and :meth:`sample`.
-    warm_start : bool, default=False
-        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
-    verbose : int, default=0
-        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
-        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
-    verbose_interval : int, default=10
-        Kept for compatibility with scikit-learn.
-    learn_weights : bool, default=True
-        If false the mixture weights stay at their initial values (``weights_init``).
-    chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB").
-    init_size : int, default=100_000
-        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
-    split_every : int, default=8
-        Fan-in of the tree that merges the chunks' statistics.
-    sample_dim : str, default=None
-        For xarray input: the dimension that indexes samples (default: the first).
-    variables : list of str, default=None
-        For ``xarray.Dataset`` input: the data variables to use as features.
-    algorithm : {'batch', 'online', 'incremental'}, default='batch'
-        ``batch``: EM, one pass over the data per iteration; ``online``: stepwise EM in
-        mini-batches of ``batch_size`` rows; ``incremental``: incremental EM (Neal & Hinton,
-        1998), an M-step after every chunk. See :class:`streamem.GaussianMixture`.
-    max_passes : int, default=None
-        For ``online`` and ``incremental``: the maximum number of passes over the data
-        (default ``max_iter``).
-    batch_size : int, default=None
-        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
-    learning_decay : float, default=0.6
-        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
-    learning_offset : float, default=2.0
-        t₀ ≥ 0 in the step size.
-    learning_rate : float, default=None
-        A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool or int, default=False
-        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
-        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
-    incremental_store : str, default=None
-        A Zarr store for the per-chunk statistics of ``incremental`` fits.
-    persist : bool or 'auto', default=False
-        Keep lazy data in the memory of the Dask workers between iterations instead of
-        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
-        cluster is active and the data take less than half of its memory.
-    checkpoint : str, default=None
-        A file to save the fit's state to after every iteration (atomically, no pickle).
-        Fitting again with the same checkpoint, after the process was killed, continues
-        from the last saved iteration and ends with the model of an uninterrupted fit; a
-        checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
-    callback : callable, default=None
-        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -424,25 +303,7 @@ class BinomialMixture(_CountsMixture):
     probabilities_ : ndarray of shape (n_components, n_successes)
         Success probability of each feature in each component, in the order of the
         columns of ``X`` without the trials column.
-    converged_ : bool
-        Whether the best initialisation converged.
-    n_iter_ : int
-        Iterations run by the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood at the last iteration of the best initialisation.
-    lower_bounds_ : list of float
-        Mean log-likelihood at each iteration of the best initialisation.
-    n_features_in_ : int
-        Number of columns seen during fit (the trials column included).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` had string column names.
-    n_steps_ : int
-        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
-
-    Notes
-    -----
-    :meth:`sample` needs a constant ``n_trials``: with ``trials_column`` the number of trials
-    of a row is data, not part of the model, and sampling raises a ValueError.
+    %(shared_attributes)s
 
     Examples
     --------
@@ -565,6 +426,7 @@ class BinomialMixture(_CountsMixture):
         return {"probabilities": (self.n_components, successes)}
 
 
+@share_docs
 class MultinomialMixture(_CountsMixture):
     """Mixture of multinomial count vectors, or of independent categorical labels.
 
@@ -607,60 +469,7 @@ class MultinomialMixture(_CountsMixture):
     probabilities_init : array-like, default=None
         Initial probabilities, shaped as ``probabilities_``; each distribution (last axis)
         must sum to 1.
-    random_state : int, RandomState instance or None, default=None
-        Seed for the sample, the initialisation and :meth:`sample`.
-    warm_start : bool, default=False
-        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
-    verbose : int, default=0
-        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
-        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
-    verbose_interval : int, default=10
-        Kept for compatibility with scikit-learn.
-    learn_weights : bool, default=True
-        If false the mixture weights stay at their initial values (``weights_init``).
-    chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB").
-    init_size : int, default=100_000
-        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
-    split_every : int, default=8
-        Fan-in of the tree that merges the chunks' statistics.
-    sample_dim : str, default=None
-        For xarray input: the dimension that indexes samples (default: the first).
-    variables : list of str, default=None
-        For ``xarray.Dataset`` input: the data variables to use as features.
-    algorithm : {'batch', 'online', 'incremental'}, default='batch'
-        ``batch``: EM, one pass over the data per iteration; ``online``: stepwise EM in
-        mini-batches of ``batch_size`` rows; ``incremental``: incremental EM (Neal & Hinton,
-        1998), an M-step after every chunk. See :class:`streamem.GaussianMixture`.
-    max_passes : int, default=None
-        For ``online`` and ``incremental``: the maximum number of passes over the data
-        (default ``max_iter``).
-    batch_size : int, default=None
-        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
-    learning_decay : float, default=0.6
-        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
-    learning_offset : float, default=2.0
-        t₀ ≥ 0 in the step size.
-    learning_rate : float, default=None
-        A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool or int, default=False
-        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
-        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
-    incremental_store : str, default=None
-        A Zarr store for the per-chunk statistics of ``incremental`` fits.
-    persist : bool or 'auto', default=False
-        Keep lazy data in the memory of the Dask workers between iterations instead of
-        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
-        cluster is active and the data take less than half of its memory.
-    checkpoint : str, default=None
-        A file to save the fit's state to after every iteration (atomically, no pickle).
-        Fitting again with the same checkpoint, after the process was killed, continues
-        from the last saved iteration and ends with the model of an uninterrupted fit; a
-        checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
-    callback : callable, default=None
-        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -669,20 +478,7 @@ class MultinomialMixture(_CountsMixture):
     probabilities_ : ndarray
         Category probabilities of each component: shape (n_components, n_features) for
         count vectors, (n_components, n_features, n_categories) for categorical labels.
-    converged_ : bool
-        Whether the best initialisation converged.
-    n_iter_ : int
-        Iterations run by the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood at the last iteration of the best initialisation.
-    lower_bounds_ : list of float
-        Mean log-likelihood at each iteration of the best initialisation.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` had string column names.
-    n_steps_ : int
-        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
+    %(shared_attributes)s
 
     Examples
     --------
@@ -806,6 +602,7 @@ class MultinomialMixture(_CountsMixture):
             )
 
 
+@share_docs
 class PoissonMixture(_CountsMixture):
     """Mixture of independent Poisson counts, fitted by EM over chunks of rows.
 
@@ -835,60 +632,7 @@ class PoissonMixture(_CountsMixture):
         Initial mixture weights.
     rates_init : array-like of shape (n_components, n_features), default=None
         Initial rates, non-negative (raised to ``min_rate``).
-    random_state : int, RandomState instance or None, default=None
-        Seed for the sample, the initialisation and :meth:`sample`.
-    warm_start : bool, default=False
-        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
-    verbose : int, default=0
-        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
-        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
-    verbose_interval : int, default=10
-        Kept for compatibility with scikit-learn.
-    learn_weights : bool, default=True
-        If false the mixture weights stay at their initial values (``weights_init``).
-    chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB").
-    init_size : int, default=100_000
-        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
-    split_every : int, default=8
-        Fan-in of the tree that merges the chunks' statistics.
-    sample_dim : str, default=None
-        For xarray input: the dimension that indexes samples (default: the first).
-    variables : list of str, default=None
-        For ``xarray.Dataset`` input: the data variables to use as features.
-    algorithm : {'batch', 'online', 'incremental'}, default='batch'
-        ``batch``: EM, one pass over the data per iteration; ``online``: stepwise EM in
-        mini-batches of ``batch_size`` rows; ``incremental``: incremental EM (Neal & Hinton,
-        1998), an M-step after every chunk. See :class:`streamem.GaussianMixture`.
-    max_passes : int, default=None
-        For ``online`` and ``incremental``: the maximum number of passes over the data
-        (default ``max_iter``).
-    batch_size : int, default=None
-        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
-    learning_decay : float, default=0.6
-        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
-    learning_offset : float, default=2.0
-        t₀ ≥ 0 in the step size.
-    learning_rate : float, default=None
-        A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool or int, default=False
-        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
-        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
-    incremental_store : str, default=None
-        A Zarr store for the per-chunk statistics of ``incremental`` fits.
-    persist : bool or 'auto', default=False
-        Keep lazy data in the memory of the Dask workers between iterations instead of
-        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
-        cluster is active and the data take less than half of its memory.
-    checkpoint : str, default=None
-        A file to save the fit's state to after every iteration (atomically, no pickle).
-        Fitting again with the same checkpoint, after the process was killed, continues
-        from the last saved iteration and ends with the model of an uninterrupted fit; a
-        checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
-    callback : callable, default=None
-        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -896,20 +640,7 @@ class PoissonMixture(_CountsMixture):
         Mixture weights.
     rates_ : ndarray of shape (n_components, n_features)
         Mean count of each feature in each component.
-    converged_ : bool
-        Whether the best initialisation converged.
-    n_iter_ : int
-        Iterations run by the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood at the last iteration of the best initialisation.
-    lower_bounds_ : list of float
-        Mean log-likelihood at each iteration of the best initialisation.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` had string column names.
-    n_steps_ : int
-        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
+    %(shared_attributes)s
 
     Examples
     --------
@@ -994,6 +725,7 @@ class PoissonMixture(_CountsMixture):
         return {"rates": (self.n_components, n_features)}
 
 
+@share_docs
 class GroupedGaussianMixture(_ParamsMixture):
     """Mixture of univariate Gaussians in which each row is a group of draws from one of them.
 
@@ -1023,60 +755,7 @@ class GroupedGaussianMixture(_ParamsMixture):
         Initial means.
     variances_init : array-like of shape (n_components,), default=None
         Initial variances, positive.
-    random_state : int, RandomState instance or None, default=None
-        Seed for the sample, the initialisation and :meth:`sample`.
-    warm_start : bool, default=False
-        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
-    verbose : int, default=0
-        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
-        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
-    verbose_interval : int, default=10
-        Kept for compatibility with scikit-learn.
-    learn_weights : bool, default=True
-        If false the mixture weights stay at their initial values (``weights_init``).
-    chunk_size : int or str, default=None
-        Rows per chunk (int) or bytes per chunk ("64MiB").
-    init_size : int, default=100_000
-        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
-    split_every : int, default=8
-        Fan-in of the tree that merges the chunks' statistics.
-    sample_dim : str, default=None
-        For xarray input: the dimension that indexes samples (default: the first).
-    variables : list of str, default=None
-        For ``xarray.Dataset`` input: the data variables to use as features.
-    algorithm : {'batch', 'online', 'incremental'}, default='batch'
-        ``batch``: EM, one pass over the data per iteration; ``online``: stepwise EM in
-        mini-batches of ``batch_size`` rows; ``incremental``: incremental EM (Neal & Hinton,
-        1998), an M-step after every chunk. See :class:`streamem.GaussianMixture`.
-    max_passes : int, default=None
-        For ``online`` and ``incremental``: the maximum number of passes over the data
-        (default ``max_iter``).
-    batch_size : int, default=None
-        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
-    learning_decay : float, default=0.6
-        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
-    learning_offset : float, default=2.0
-        t₀ ≥ 0 in the step size.
-    learning_rate : float, default=None
-        A constant step size η ∈ (0, 1] instead of the decaying one (forgetting).
-    average : bool or int, default=False
-        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
-        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
-    incremental_store : str, default=None
-        A Zarr store for the per-chunk statistics of ``incremental`` fits.
-    persist : bool or 'auto', default=False
-        Keep lazy data in the memory of the Dask workers between iterations instead of
-        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
-        cluster is active and the data take less than half of its memory.
-    checkpoint : str, default=None
-        A file to save the fit's state to after every iteration (atomically, no pickle).
-        Fitting again with the same checkpoint, after the process was killed, continues
-        from the last saved iteration and ends with the model of an uninterrupted fit; a
-        checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
-    callback : callable, default=None
-        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -1086,20 +765,7 @@ class GroupedGaussianMixture(_ParamsMixture):
         Mean of the draws of each component.
     variances_ : ndarray of shape (n_components,)
         Variance of the draws of each component.
-    converged_ : bool
-        Whether the best initialisation converged.
-    n_iter_ : int
-        Iterations run by the best initialisation.
-    lower_bound_ : float
-        Mean log-likelihood (per row) at the last iteration of the best initialisation.
-    lower_bounds_ : list of float
-        Mean log-likelihood at each iteration of the best initialisation.
-    n_features_in_ : int
-        Number of draws per row seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when ``X`` had string column names.
-    n_steps_ : int
-        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
+    %(shared_attributes)s
 
     Examples
     --------

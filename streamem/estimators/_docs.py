@@ -1,0 +1,94 @@
+"""Parameter and attribute documentation shared by every streamem estimator."""
+
+from __future__ import annotations
+
+SHARED_PARAMETERS = """\
+    random_state : int, RandomState instance or None, default=None
+        Seed for the sample, the initialisation and :meth:`sample`.
+    warm_start : bool, default=False
+        If true, each ``fit`` starts from the previous solution (``n_init`` is ignored).
+    verbose : int, default=0
+        1: a progress bar over iterations (with the log-likelihood and its change); 2: also
+        one over the chunks of each pass. Bars go to stderr and are silent off a terminal.
+    verbose_interval : int, default=10
+        Kept for compatibility with scikit-learn (the progress bar updates every iteration).
+    learn_weights : bool, default=True
+        If false the mixture weights stay at their initial values (``weights_init``).
+    chunk_size : int or str, default=None
+        Rows per chunk (int) or bytes per chunk ("64MiB"). None keeps a Dask array's chunks,
+        reads Zarr stores, ``.npy`` files and xarray objects in chunks of about 64 MiB, and
+        splits in-memory data into a few chunks per core.
+    init_size : int, default=100_000
+        Rows drawn uniformly at random to initialise from (all rows when there are fewer).
+    split_every : int, default=8
+        Fan-in of the tree that merges the chunks' statistics.
+    sample_dim : str, default=None
+        For xarray input: the dimension that indexes samples (default: the first); every
+        other dimension is a feature. Predictions on xarray input are xarray objects along it.
+    variables : list of str, default=None
+        For ``xarray.Dataset`` input: the data variables to use as features (default: all
+        that have the sample dimension).
+    algorithm : {'batch', 'online', 'incremental'}, default='batch'
+        ``batch``: EM, one pass over the data per iteration. ``online``: stepwise EM
+        (see :meth:`partial_fit`) over passes through the data in a random chunk and row
+        order, in mini-batches of ``batch_size`` rows (default 10 000). ``incremental``:
+        incremental EM (Neal & Hinton, 1998), an M-step after every chunk, the chunks'
+        statistics kept (in memory, or in ``incremental_store``); its lower bound (the free
+        energy) never decreases.
+    max_passes : int, default=None
+        For ``online`` and ``incremental``: the maximum number of passes over the data
+        (default ``max_iter``).
+    batch_size : int, default=None
+        Rows per stepwise update (``online`` fits and :meth:`partial_fit`).
+    learning_decay : float, default=0.6
+        κ ∈ (0.5, 1] in the step size ``η_t = (t + learning_offset)^(−κ)``.
+    learning_offset : float, default=2.0
+        t₀ ≥ 0 in the step size.
+    learning_rate : float, default=None
+        A constant step size η ∈ (0, 1] instead of the decaying one: old data are forgotten
+        geometrically, which follows a drifting stream.
+    average : bool or int, default=False
+        Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
+        (``True``), or once that many rows have been seen (an int, as in scikit-learn's
+        ``SGDClassifier``), which leaves the poor early iterates out of the average.
+    incremental_store : str, default=None
+        A Zarr store to keep the per-chunk statistics of ``incremental`` fits in, when they
+        are too large for memory.
+    persist : bool or 'auto', default=False
+        Keep lazy data in the memory of the Dask workers between iterations instead of
+        reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
+        cluster is active and the data take less than half of its memory.
+    checkpoint : str, default=None
+        A file to save the fit's state to after every iteration (atomically, no pickle).
+        Fitting again with the same checkpoint, after the process was killed, continues
+        from the last saved iteration and ends with the model of an uninterrupted fit; a
+        checkpoint of another configuration or data shape is refused. Removed when the fit
+        completes.
+    callback : callable, default=None
+        Called after every iteration (pass) with a :class:`streamem.Iteration`.
+"""
+
+SHARED_ATTRIBUTES = """\
+    converged_ : bool
+        Whether the best initialisation converged.
+    n_iter_ : int
+        Iterations run by the best initialisation.
+    lower_bound_ : float
+        Mean log-likelihood at the last iteration of the best initialisation.
+    lower_bounds_ : list of float
+        Mean log-likelihood at each iteration of the best initialisation.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` had string column names.
+    n_steps_ : int
+        Stepwise updates made (``online`` fits and :meth:`partial_fit`).
+"""
+
+
+def share_docs(cls: type) -> type:
+    """Fill an estimator docstring's ``%(shared_parameters)s`` and ``%(shared_attributes)s``."""
+    cls.__doc__ = cls.__doc__.replace("    %(shared_parameters)s\n", SHARED_PARAMETERS).replace(
+        "    %(shared_attributes)s\n", SHARED_ATTRIBUTES
+    )
+    return cls
