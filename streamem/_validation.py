@@ -92,13 +92,24 @@ def check_sample_weight(sample_weight: Any, n_rows: int) -> np.ndarray:
             f"sample_weight must have shape ({n_rows},) to match the rows of X, got "
             f"{weights.shape}."
         )
+    check_weight_values(weights)
+    if weights.sum() <= 0:
+        raise ValueError("sample_weight sums to zero: at least one row must have weight > 0.")
+    return weights
+
+
+def row_range(offset: int, start: int, stop: int) -> str:
+    """'rows a–b' (inclusive, 0-based) for local rows [start, stop) of a chunk at ``offset``."""
+    return f"rows {offset + start}–{offset + stop - 1}"
+
+
+def check_weight_values(weights: np.ndarray, row_offset: int = 0) -> None:
+    """Raise a ValueError naming the rows if any weight is negative or not finite."""
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         first = int(np.argmax(bad))
         raise ValueError(
-            f"sample_weight must be finite and non-negative; found {weights[first]!r} at row "
-            f"{first} ({int(bad.sum())} bad value(s) in all). Fix or drop those weights."
+            f"sample_weight must be finite and non-negative; found {weights[first]!r} at "
+            f"row {row_offset + first} (and {int(bad.sum()) - 1} more in "
+            f"{row_range(row_offset, 0, len(weights))}). Fix or drop those weights."
         )
-    if weights.sum() <= 0:
-        raise ValueError("sample_weight sums to zero: at least one row must have weight > 0.")
-    return weights

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._validation import check_weight_values, row_range
 from .families._base import Mixture, block_rows, log_weights
 
 # Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
@@ -40,25 +41,6 @@ class EStepResult(NamedTuple):
     log_likelihood: np.ndarray
     weight: float
     n_rows: int
-
-
-def row_range(offset: int, start: int, stop: int) -> str:
-    """'rows a–b' (inclusive, 0-based) for local rows [start, stop) of a chunk at ``offset``."""
-    return f"rows {offset + start}–{offset + stop - 1}"
-
-
-def check_weights(sample_weight: np.ndarray | None, row_offset: int) -> None:
-    """Raise a ValueError naming the rows if any sample weight is negative or not finite."""
-    if sample_weight is None:
-        return
-    bad = ~np.isfinite(sample_weight) | (sample_weight < 0)
-    if bad.any():
-        first = int(np.argmax(bad))
-        raise ValueError(
-            f"sample_weight must be finite and non-negative; found {sample_weight[first]!r} at "
-            f"row {row_offset + first} (and {int(bad.sum()) - 1} more in "
-            f"{row_range(row_offset, 0, len(sample_weight))}). Fix or drop those weights."
-        )
 
 
 def _non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
@@ -126,7 +108,7 @@ def chunk_estep(
     n = X.shape[0]
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        check_weights(sample_weight, row_offset)
+        check_weight_values(sample_weight, row_offset)
     weight = float(n if sample_weight is None else sample_weight.sum())
 
     references: dict[Any, Any] = {}
@@ -225,18 +207,16 @@ def tree_merge(families: tuple, results: list[EStepResult], split_every: int) ->
     return results[0]
 
 
-def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
-    """``log w_k + log p_k(x)`` for every component and row, shape (K, n_rows), block-wise."""
+def _log_prob(X: np.ndarray, family: Any, params: Any, bias: np.ndarray, row_offset: int):
+    """``A F + b + bias + h`` for every component and row, (K, n_rows), block by block."""
     X = np.asarray(X)
-    family = model.family
     n = X.shape[0]
-    out = np.empty((model.n_components, n))
+    reference = family.reference(X)
+    A, b = family.coefficients(params, reference)
+    out = np.empty((A.shape[0], n))
     if n == 0:
         return out
-    reference = family.reference(X)
-    A, b = family.coefficients(model.params, reference)
-    b = b + log_weights(model.weights)
-    b = b[:, None]
+    b = (b + bias)[:, None]
     step = min(n, block_rows(A.shape[1], A.shape[0], X.shape[1]))
     buffer = np.empty((A.shape[1], step))
     for start in range(0, n, step):
@@ -253,6 +233,16 @@ def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.
             if h is not None:
                 out[:, start:stop] += h
     return out
+
+
+def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
+    """Log-density of each row of ``X`` under each component, shape (N, K)."""
+    return _log_prob(X, family, params, 0.0, 0).T
+
+
+def weighted_log_prob(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """``log w_k + log p_k(x)`` for every component and row, shape (K, n_rows), block-wise."""
+    return _log_prob(X, model.family, model.params, log_weights(model.weights), row_offset)
 
 
 def chunk_log_prob_resp(

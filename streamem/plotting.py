@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .families._base import Mixture, component_log_prob
+from .estep import component_log_prob
+from .families._base import Mixture
 
 
 def _pyplot():

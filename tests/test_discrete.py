@@ -22,7 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import streamem
 from streamem import DegenerateComponentWarning
-from streamem.estep import chunk_estep
+from streamem.estep import chunk_estep, component_log_prob
 from streamem.estimators.discrete import (
     BernoulliMixture,
     BinomialMixture,
@@ -30,7 +30,7 @@ from streamem.estimators.discrete import (
     MultinomialMixture,
     PoissonMixture,
 )
-from streamem.families._base import Mixture, component_log_prob, stats_from_responsibilities
+from streamem.families._base import Mixture, stats_from_responsibilities
 from streamem.families.bernoulli import Bernoulli, BernoulliParams
 from streamem.families.binomial import Binomial, BinomialParams
 from streamem.families.grouped_gaussian import GroupedGaussian, GroupedGaussianParams

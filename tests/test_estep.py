@@ -9,10 +9,11 @@ from scipy.special import logsumexp
 from streamem.estep import (
     chunk_estep,
     chunk_log_prob_resp,
+    component_log_prob,
     merge_results,
     normalize_log_prob,
 )
-from streamem.families._base import Mixture, component_log_prob, stats_from_responsibilities
+from streamem.families._base import Mixture, stats_from_responsibilities
 from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian
 
 from .test_gaussian_family import assert_close, random_params

@@ -10,7 +10,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats as scipy_stats
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
 
-from streamem.families._base import component_log_prob, stats_from_responsibilities
+from streamem.estep import component_log_prob
+from streamem.families._base import stats_from_responsibilities
 from streamem.families.gaussian import (
     COVARIANCE_TYPES,
     Gaussian,

@@ -420,16 +420,9 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         with _labelled(rows.label):
             engine = self._engine(rows.data, sample_weight, whole=True)
             if first:
-                if engine.n_rows < self.n_components:
-                    raise ValueError(
-                        "Expected n_samples >= n_components in the first batch (the model "
-                        f"is initialised from it) but got n_components = {self.n_components}, "
-                        f"n_samples = {engine.n_rows}"
-                    )
-                self._check_initial_parameters(engine.n_features)
                 rng = check_random_state(self.random_state)
                 sample = _InitSample(engine, self.init_size, rng)
-                model = self._initial_model(self._family(), sample, rng, engine.n_features)
+                (model,), _ = self._start(engine, sample, rng, do_init=True, n_models=1)
                 state = stepwise.initial_state((model,))
             else:
                 state = self.stepwise_state_
@@ -515,7 +508,12 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         )
 
     def _start(
-        self, engine: Any, sample: _InitSample, rng: np.random.RandomState, do_init: bool
+        self,
+        engine: Any,
+        sample: _InitSample,
+        rng: np.random.RandomState,
+        do_init: bool,
+        n_models: int | None = None,
     ) -> tuple[list[Mixture], float]:
         """The initial models of a fit (``n_init`` of them) and the lower bound to beat."""
         if engine.n_rows < self.n_components:
@@ -645,11 +643,14 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
+        return self._total_log_likelihood(X)[0]
+
+    def _total_log_likelihood(self, X: Any) -> tuple[float, int]:
+        """Mean log-likelihood of the rows of ``X`` and their number, opening ``X`` once."""
         scores = self.score_samples(X)
         scores = getattr(scores, "data", scores)  # xarray → its array
-        if is_lazy(scores):
-            return float(scores.mean().compute())
-        return float(np.mean(scores))
+        mean = scores.mean().compute() if is_lazy(scores) else np.mean(scores)
+        return float(mean), scores.shape[0]
 
     def _n_parameters(self) -> int:
         model = self._get_model()
@@ -667,8 +668,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         -------
         bic : float
         """
-        n = self._rows(X, reset=False).data.shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        score, n = self._total_log_likelihood(X)
+        return -2 * score * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion of the model on ``X`` (lower is better).
@@ -682,8 +683,8 @@ class MixtureEstimator(DensityMixin, BaseEstimator):
         -------
         aic : float
         """
-        n = self._rows(X, reset=False).data.shape[0]
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        score, n = self._total_log_likelihood(X)
+        return -2 * score * n + 2 * self._n_parameters()
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw random rows from the fitted mixture.

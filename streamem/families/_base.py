@@ -138,17 +138,6 @@ def log_weights(weights: np.ndarray) -> np.ndarray:
         return np.log(weights)
 
 
-def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
-    """Log-density of each row of ``X`` under each component, shape (N, K)."""
-    reference = family.reference(X)
-    A, b = family.coefficients(params, reference)
-    log_prob = A @ family.features(X, reference) + b[:, None]
-    h = family.base_log_measure(X)
-    if h is not None:
-        log_prob += h
-    return log_prob.T
-
-
 def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np.ndarray) -> Any:
     """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
     reference = family.reference(X)
