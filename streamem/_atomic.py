@@ -41,17 +41,34 @@ def _remove_settled(path: Path, quiet: float = 0.6, limit: float = 60.0) -> None
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, *, overwrite: bool = False, directory: bool = False
+) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write to; rename it to ``path`` on success.
 
     On an exception the temporary file or directory is removed and ``path`` is untouched.
+    ``directory`` says what is written: a file never replaces a directory, nor a directory a
+    file, whatever ``overwrite`` says.
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
+    IsADirectoryError, NotADirectoryError
+        If ``path`` is a directory and a file is written, or the other way round.
     """
     target = Path(path)
+    if target.is_dir() and not directory:
+        raise IsADirectoryError(
+            f"{str(target)!r} is a directory; streamem writes a file there only in place of a "
+            "file. Give a file name, for example "
+            f"{str(target / 'model.streamem')!r}."
+        )
+    if target.exists() and not target.is_dir() and directory:
+        raise NotADirectoryError(
+            f"{str(target)!r} is a file; streamem writes a store there only in place of a "
+            "store. Give another path."
+        )
     if target.exists() and not overwrite:
         raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it.")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -211,9 +211,19 @@ def _open_data(path: str) -> Any:
     return path
 
 
+def _check_model_output(path: str | None) -> None:
+    """Refuse a directory as the model file before any work is done (it is never replaced)."""
+    if path and os.path.isdir(path):
+        raise UsageError(
+            f"{path!r} is a directory; the model is written to a file: give a file name, "
+            f"for example {os.path.join(path, 'model.streamem')!r}"
+        )
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
+    _check_model_output(args.output)
     if args.checkpoint:
         if os.path.exists(args.checkpoint) and not args.resume:
             raise UsageError(
@@ -256,6 +266,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from .io import load
 
+    _check_model_output(args.output)
     model = load(args.model)
     before = getattr(model, "n_steps_", 0)
     with _scheduler(args):
@@ -295,6 +306,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
+    _check_model_output(args.output)
     options.pop("n_components")
     with _scheduler(args):
         selection = select_n_components(

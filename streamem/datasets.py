@@ -224,7 +224,7 @@ def _write_store(
     import zarr
 
     n_samples, n_features = shape
-    with atomic_path(path, overwrite=overwrite) as temporary:
+    with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
         group = zarr.open_group(str(temporary), mode="w")
         group.create_array(
             "data",

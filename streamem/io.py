@@ -160,7 +160,7 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     estimator : MixtureEstimator
         A fitted streamem estimator.
     path : str or path-like
-        The file to write (replaced atomically if it exists).
+        The file to write (a file there is replaced atomically; a directory never is).
     """
     params = {
         k: v
@@ -241,7 +241,7 @@ def to_zarr(
 
     name = name or _default_name(result)
     path = os.fspath(path)
-    with atomic_path(path, overwrite=overwrite) as temporary:
+    with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
         if type(result).__module__.startswith("xarray."):
             result.to_dataset(name=name).to_zarr(str(temporary), mode="w", consolidated=False)
         else:

@@ -262,3 +262,13 @@ def test_fit_on_a_local_cluster_and_resume_flags(store, tmp_path):
     assert not (tmp_path / "fit.ckpt").exists()  # removed once the fit completed
     result = run("fit", f"{store}/data", "--cluster", "remote:2")
     assert result.returncode == 2 and "--cluster expects 'local:N'" in result.stderr
+
+
+def test_fit_output_onto_a_directory_keeps_the_directory(store, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "notes.txt").write_text("keep me")
+    result = run("fit", f"{store}/data", "-k", "2", "-o", str(results), "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "is a directory" in result.stderr and "Traceback" not in result.stderr
+    assert (results / "notes.txt").read_text() == "keep me"
