@@ -43,6 +43,26 @@ def check_float(
     return value
 
 
+def check_chunk_size(value: Any, owner: str) -> int | str | None:
+    """``chunk_size`` as rows (an int ≥ 1) or bytes (a string such as "64MiB"), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return check_int("chunk_size", value, 1, owner)
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise ValueError(
+            f"{owner}: chunk_size must be a number of rows (an integer ≥ 1) or a positive size "
+            f"in bytes such as '64MiB'; got {value!r}."
+        )
+    return value
+
+
 def check_option(name: str, value: Any, options: Sequence[str], owner: str) -> str:
     """``value`` if it is one of ``options``, or a ValueError listing them."""
     if value not in options:
@@ -109,7 +129,7 @@ def check_weight_values(weights: np.ndarray, row_offset: int = 0) -> None:
     if bad.any():
         first = int(np.argmax(bad))
         raise ValueError(
-            f"sample_weight must be finite and non-negative; found {weights[first]!r} at "
+            f"sample_weight must be finite and non-negative; found {float(weights[first])!r} at "
             f"row {row_offset + first} (and {int(bad.sum()) - 1} more in "
             f"{row_range(row_offset, 0, len(weights))}). Fix or drop those weights."
         )

@@ -2,7 +2,9 @@
 
 A checkpoint holds the driver's progress (models, histories, running statistics...), the
 random generator's state and the initialisation sample, next to a *fingerprint* of the
-estimator's configuration and of the data's shape and chunking. Continuing from it replays
+estimator's configuration and of the data: where they came from, their shape, dtype and
+chunking, and a digest of their first and last rows (which reads at most two chunks), so
+that other data of the same shape are refused rather than continued. Continuing from it replays
 exactly the computations an uninterrupted fit would have made, so the final model is the same
 to the last bit. Files are written atomically with :mod:`streamem.io` (JSON + arrays, never
 pickle).
@@ -10,6 +12,7 @@ pickle).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -22,8 +25,28 @@ from .io import ModelFileError, encode, read_archive, write_archive
 IGNORED_PARAMETERS = ("verbose", "verbose_interval", "callback", "checkpoint", "persist")
 
 
-def fingerprint(estimator: Any, engine: Any) -> dict[str, Any]:
-    """What must be equal for a checkpoint to be continued: configuration and data layout."""
+# Rows at each end of the data that the digest covers.
+DIGEST_ROWS = 2
+DATA_KEYS = ("n_rows", "n_features", "dtype", "chunks", "digest")
+
+
+def data_digest(engine: Any) -> str:
+    """SHA-256 of the first and last rows of the data (and their weights), as float64."""
+    n = engine.n_rows
+    indices = np.unique(np.r_[0 : min(DIGEST_ROWS, n), max(n - DIGEST_ROWS, 0) : n])
+    rows, weights = engine.sample(indices)
+    digest = hashlib.sha256(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
+    if weights is not None:
+        digest.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(estimator: Any, engine: Any, source: str = "the data") -> dict[str, Any]:
+    """What must be equal for a checkpoint to be continued: configuration and data.
+
+    ``source`` names the data (a store and array, a file...); it is reported when the data
+    differ, but the same data read from elsewhere still match.
+    """
     params = {
         k: v
         for k, v in estimator.get_params(deep=False).items()
@@ -35,9 +58,12 @@ def fingerprint(estimator: Any, engine: Any) -> dict[str, Any]:
         "estimator": type(estimator).__name__,
         "params": json.loads(json.dumps(encoded, default=str)),
         "arrays": {k: np.asarray(v).tolist() for k, v in arrays.items()},
+        "source": source,
         "n_rows": int(engine.n_rows),
         "n_features": int(engine.n_features),
+        "dtype": str(engine.dtype),
         "chunks": [int(c) for c in engine.chunk_rows],
+        "digest": data_digest(engine),
     }
 
 
@@ -76,27 +102,10 @@ class Checkpoint:
             raise ModelFileError(f"{self.path!r} holds a {kind}, not a checkpoint")
         saved = content["fingerprint"]
         if saved != self.expected:
-            different = sorted(
-                key
-                for key in set(saved) | set(self.expected)
-                if saved.get(key) != self.expected.get(key)
-            )
-            details = []
-            for key in different:
-                if key == "params":
-                    old, new = saved.get(key, {}), self.expected.get(key, {})
-                    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                    details.append(f"parameters {', '.join(changed)}")
-                elif key in ("n_rows", "n_features", "chunks"):
-                    details.append(
-                        f"{key} (saved {_short(saved.get(key))}, now "
-                        f"{_short(self.expected.get(key))})"
-                    )
-                else:
-                    details.append(key)
             raise ValueError(
-                f"the checkpoint {self.path!r} belongs to another fit: {'; '.join(details)} "
-                "differ. Use a new checkpoint path, or delete this file to start over."
+                f"the checkpoint {self.path!r} belongs to another fit: "
+                f"{_differences(saved, self.expected)} differ. Use a new checkpoint path, or "
+                "delete this file to start over."
             )
         return content
 
@@ -117,6 +126,29 @@ class Checkpoint:
     def remove(self) -> None:
         if self.exists():
             os.remove(self.path)
+
+
+def _differences(saved: dict[str, Any], expected: dict[str, Any]) -> str:
+    """What differs between two fingerprints, in words."""
+    details = []
+    for key in ("estimator", "params", "arrays", *DATA_KEYS):
+        old, new = saved.get(key), expected.get(key)
+        if old == new:
+            continue
+        if key == "params":
+            old, new = old or {}, new or {}
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            details.append(f"parameters {', '.join(changed)}")
+        elif key == "digest":
+            details.append(
+                f"the data (their first and last rows; saved from {saved.get('source')}, now "
+                f"{expected.get('source')})"
+            )
+        elif key in DATA_KEYS:
+            details.append(f"{key} (saved {_short(old)}, now {_short(new)})")
+        else:
+            details.append(key)
+    return "; ".join(details)
 
 
 def _short(value: Any) -> str:

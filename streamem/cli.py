@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -31,6 +31,13 @@ ESTIMATORS = {
 
 class UsageError(Exception):
     """Bad usage: reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is behind ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _estimator_class(family: str) -> type:
@@ -52,8 +59,37 @@ def _range(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected 'a..b' or 'a,b,c', got {text!r}") from None
 
 
+def _count(minimum: int) -> Any:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def _bytes(text: str) -> str:
+    """An argparse type: a positive size in bytes such as 64MiB."""
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a positive size such as 64MiB, got {text!r}")
+
+
 def _chunk_size(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
+    """An argparse type: rows per chunk (a positive whole number) or bytes (64MiB)."""
+    return _count(1)(text) if text.lstrip("-").isdigit() else _bytes(text)
 
 
 @contextlib.contextmanager
@@ -438,31 +474,35 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
     )
     parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--max-iter", type=int, default=100)
-    parser.add_argument("--n-init", type=int, default=1)
+    parser.add_argument("--max-iter", type=_count(0), default=100)
+    parser.add_argument("--n-init", type=_count(1), default=1)
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--chunk-size", type=_chunk_size, help="rows, or bytes like 64MiB")
     parser.add_argument("--sample-dim", help="xarray input: the sample dimension")
     parser.add_argument("--variables", help="xarray Dataset input: comma-separated variables")
-    parser.add_argument("--n-trials", type=int, help="binomial (or multinomial): trials per row")
-    parser.add_argument("--trials-column", type=int, help="binomial: the column of trials")
-    parser.add_argument("--n-categories", type=int, help="multinomial: labels per column")
+    parser.add_argument(
+        "--n-trials", type=_count(1), help="binomial (or multinomial): trials per row"
+    )
+    parser.add_argument("--trials-column", type=_count(0), help="binomial: the column of trials")
+    parser.add_argument("--n-categories", type=_count(2), help="multinomial: labels per column")
     parser.add_argument("--algorithm", default="batch", choices=["batch", "online", "incremental"])
-    parser.add_argument("--max-passes", type=int, help="online/incremental: passes over the data")
-    parser.add_argument("--batch-size", type=int, help="online: rows per update")
+    parser.add_argument(
+        "--max-passes", type=_count(1), help="online/incremental: passes over the data"
+    )
+    parser.add_argument("--batch-size", type=_count(1), help="online: rows per update")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamem", description="EM for mixture models on data bigger than memory."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="write a synthetic store, fit it out of core")
-    demo.add_argument("--size", default="256MiB", help="size of the synthetic data")
-    demo.add_argument("--chunk-size", default="32MiB", help="bytes per chunk")
-    demo.add_argument("--features", type=int, default=8)
-    demo.add_argument("--components", type=int, default=4)
+    demo.add_argument("--size", type=_bytes, default="256MiB", help="size of the synthetic data")
+    demo.add_argument("--chunk-size", type=_bytes, default="32MiB", help="bytes per chunk")
+    demo.add_argument("--features", type=_count(1), default=8)
+    demo.add_argument("--components", type=_count(1), default=4)
     demo.add_argument(
         "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
     )
@@ -471,9 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="synthetic mixture data to a Zarr store")
     generate.add_argument("out")
-    generate.add_argument("--samples", type=int, default=1_000_000)
-    generate.add_argument("--features", type=int, default=8)
-    generate.add_argument("--components", type=int, default=4)
+    generate.add_argument("--samples", type=_count(1), default=1_000_000)
+    generate.add_argument("--features", type=_count(1), default=8)
+    generate.add_argument("--components", type=_count(1), default=4)
     generate.add_argument(
         "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
     )
@@ -485,11 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument(
         "--n-trials",
-        type=int,
+        type=_count(1),
         default=10,
         help="binomial: trials per feature; multinomial: draws per row",
     )
-    generate.add_argument("--chunk-rows", type=int)
+    generate.add_argument("--chunk-rows", type=_count(1))
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--overwrite", action="store_true")
     _common(generate)
@@ -497,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="fit a mixture model to DATA, write a model file")
     fit.add_argument("data", help="Zarr store, .npy or NetCDF file")
-    fit.add_argument("-k", "--components", type=int, default=2)
+    fit.add_argument("-k", "--components", type=_count(1), default=2)
     fit.add_argument("-o", "--output", default="model.streamem", help="model file to write")
     fit.add_argument("--summary", help="also write a JSON summary to this file")
     fit.add_argument("--checkpoint", help="save the fit's state here after every iteration")
@@ -548,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("data", nargs="?")
     plot.add_argument("--out", default="streamem-plots", help="folder for the PNG files")
     plot.add_argument("--features", type=_range, default=[0, 1], help="two features: 0,1")
-    plot.add_argument("--sample", type=int, default=5000, help="rows of DATA to plot")
-    plot.add_argument("--dpi", type=int, default=100)
+    plot.add_argument("--sample", type=_count(1), default=5000, help="rows of DATA to plot")
+    plot.add_argument("--dpi", type=_count(1), default=100)
     _common(plot)
     plot.set_defaults(run=cmd_plot)
 
@@ -572,10 +612,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (UsageError, ValueError, OSError, TypeError) as exc:
+    except (UsageError, ValueError, OSError, TypeError, ArithmeticError) as exc:
         if args.debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = message.replace("pass overwrite=True", "pass --overwrite")
         print(f"streamem {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from dask.utils import parse_bytes
 
 from ._atomic import atomic_path
 from .families.gaussian import COVARIANCE_TYPES
+from .sources import checksummed
 
 TRUTH_ATTRIBUTE = "streamem_truth"
 
@@ -231,8 +232,7 @@ def _write_store(
             shape=shape,
             chunks=(chunk_rows, n_features),
             dtype=dtype,
-            # floats of random data barely compress: raw chunks read fastest
-            compressors=None if dtype.kind == "f" else "auto",
+            compressors=checksummed(dtype),
             config={"write_empty_chunks": True},
             dimension_names=("sample", "feature"),
         )
@@ -241,6 +241,7 @@ def _write_store(
             shape=(n_samples,),
             chunks=(chunk_rows,),
             dtype=np.int16 if n_components < 2**15 else np.int32,
+            compressors=checksummed(np.int16),
             config={"write_empty_chunks": True},
             dimension_names=("sample",),
         )

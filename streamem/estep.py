@@ -11,12 +11,15 @@ cluster workers together with the small parameter values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import dask
 import numpy as np
 
 from ._validation import check_weight_values, row_range
 from .families._base import Mixture, block_rows, log_weights
+from .sources import Rows, labelled
 
 # Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
 FLUSH_BELOW = 1e-300
@@ -43,7 +46,7 @@ class EStepResult(NamedTuple):
     n_rows: int
 
 
-def _non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
+def non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
     finite = np.isfinite(X).all(axis=1) if X.dtype.kind == "f" else np.ones(len(X), bool)
     if finite.all():
         return ValueError(
@@ -56,6 +59,21 @@ def _non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
         f"Input contains NaN or infinity: {len(bad)} row(s) in "
         f"{row_range(row_offset, 0, len(X))}, the first at row {row_offset + bad[0]}. "
         "Remove or impute those rows before fitting."
+    )
+
+
+def invalid_block_error(family: Any, block: np.ndarray, problem: str, offset: int) -> ValueError:
+    """The family's ``problem`` with a block of rows, naming the first invalid row (found by
+    bisection, on this error path only)."""
+    low, high = 0, len(block)  # block[low:high] holds an invalid row
+    while high - low > 1:
+        middle = (low + high) // 2
+        if family.check_block(block[low:middle]) is not None:
+            high = middle
+        else:
+            low = middle
+    return ValueError(
+        f"{problem} in {row_range(offset, 0, len(block))}, the first at row {offset + low}"
     )
 
 
@@ -149,7 +167,7 @@ def chunk_estep(
                 if key not in features:
                     problem = family.check_block(block)
                     if problem is not None:
-                        raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
+                        raise invalid_block_error(family, block, problem, row_offset + start)
                     features[key] = (
                         family.features(
                             block, references[key], out=feature_buffers[key][:, :width]
@@ -172,7 +190,7 @@ def chunk_estep(
                 counts[i] += resp.sum(axis=1)
                 sums[i] += (F @ resp.T).T
             if not np.isfinite(log_likelihood).all():
-                raise _non_finite_error(block, row_offset + start)
+                raise non_finite_error(block, row_offset + start)
 
     stats = tuple(
         family.finalize(c, s, references[family.feature_key])
@@ -224,7 +242,7 @@ def _log_prob(X: np.ndarray, family: Any, params: Any, bias: np.ndarray, row_off
         block = X[start:stop]
         problem = family.check_block(block)
         if problem is not None:
-            raise ValueError(f"{problem} in {row_range(row_offset, start, stop)}")
+            raise invalid_block_error(family, block, problem, row_offset + start)
         with np.errstate(all="ignore"):  # non-finite rows are raised on by the callers
             F = family.features(block, reference, out=buffer[:, : stop - start])
             np.matmul(A, F, out=out[:, start:stop])
@@ -254,7 +272,7 @@ def chunk_log_prob_resp(
     with np.errstate(all="ignore"):
         norm, resp = normalize_log_prob(log_prob)
     if not np.all(np.isfinite(norm)):
-        raise _non_finite_error(X, row_offset)
+        raise non_finite_error(X, row_offset)
     return norm, resp.T
 
 
@@ -271,3 +289,36 @@ def chunk_predict_proba(X: np.ndarray, model: Mixture, row_offset: int = 0) -> n
 def chunk_score_samples(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
     """Log-likelihood of each row of a chunk under the mixture."""
     return chunk_log_prob_resp(X, model, row_offset)[0]
+
+
+RowKernel = Callable[[np.ndarray, Mixture, int], np.ndarray]
+
+
+def _rows_task(
+    block: np.ndarray, kernel: RowKernel, model: Mixture, label: str, block_info=None
+) -> np.ndarray:
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    with labelled(label):
+        return kernel(block, model, offset)
+
+
+def map_rows(
+    rows: Rows, kernel: RowKernel, model: Mixture, n_columns: int | None, dtype: Any, name: str
+) -> Any:
+    """``kernel(chunk, model, row_offset)`` over every chunk of ``rows``: lazy for lazy rows.
+
+    The result has one value (``n_columns`` None) or ``n_columns`` values per row, and is an
+    xarray object called ``name`` when the rows came from one.
+    """
+    data = rows.data
+    columns = None if n_columns is None else "component"
+    if not rows.lazy:
+        with labelled(rows.label):
+            return rows.wrap(kernel(data, model, 0), name, columns)
+    shared = dask.delayed(model, traverse=False, pure=True)
+    if n_columns is None:
+        shape: dict[str, Any] = {"drop_axis": 1, "meta": np.empty(0, dtype)}
+    else:
+        shape = {"chunks": (data.chunks[0], (n_columns,)), "meta": np.empty((0, 0), dtype)}
+    result = data.map_blocks(_rows_task, kernel, shared, rows.label, dtype=dtype, **shape)
+    return rows.wrap(result, name, columns)

@@ -35,7 +35,9 @@ def _axes(ax: Any = None, **figure: Any) -> tuple[Any, Any]:
 
 
 def _model(model: Any) -> Mixture:
-    return model._get_model() if hasattr(model, "_get_model") else model
+    from .estimators import MixtureEstimator, mixture_of
+
+    return mixture_of(model) if isinstance(model, MixtureEstimator) else model
 
 
 def sample_rows(X: Any, n: int = 5000, random_state: int = 0, **source: Any) -> np.ndarray:

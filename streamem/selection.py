@@ -8,11 +8,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from ._validation import check_option
-from .drivers.batch import fit_em
-from .estimators._base import MixtureEstimator, _InitSample, _labelled
+from .estimators import MixtureEstimator, fit_estimators, mixture_of
 
 CRITERIA = ("bic", "aic")
 
@@ -91,41 +89,16 @@ def select_n_components(
     candidates = [clone(estimator).set_params(n_components=int(k)) for k in n_components]
     if not candidates:
         raise ValueError("select_n_components: n_components is empty.")
-    for candidate in candidates:
-        candidate._check_parameters()
-    first = candidates[0]
-    rows = first._rows(X, reset=True, min_rows=2)
-    with _labelled(rows.label):
-        engine = first._engine(rows.data, sample_weight)
-        rng = check_random_state(first.random_state)
-        sample = _InitSample(engine, first.init_size, rng)
-        starts = []
-        for candidate in candidates:
-            candidate.n_features_in_ = first.n_features_in_
-            starts.append(candidate._start(engine, sample, rng, do_init=True)[0])
-        with first._progress() as progress:
-            results = fit_em(
-                engine,
-                [model for models in starts for model in models],
-                tol=first.tol,
-                max_iter=first.max_iter,
-                learn_weights=first.learn_weights,
-                reseed_rows=sample.rows,
-                callback=first.callback,
-                progress=progress,
-            )
-        offset = 0
-        for candidate, models in zip(candidates, starts, strict=True):
-            candidate._finish(results[offset : offset + len(models)])
-            offset += len(models)
-        final = engine.estep(tuple(candidate._get_model() for candidate in candidates))
+    engine = fit_estimators(candidates, X, sample_weight, algorithm="batch")
+    final = engine.estep(tuple(mixture_of(candidate) for candidate in candidates))
 
     n = engine.n_rows
     table = []
     for candidate, log_likelihood in zip(candidates, final.log_likelihood, strict=True):
         # scaled to the row count, as scikit-learn's bic() is (weights change the mean only)
         total = float(log_likelihood / final.weight * n)
-        p = candidate._n_parameters()
+        model = mixture_of(candidate)
+        p = model.family.n_parameters(model.params) + model.n_components - 1
         table.append(
             {
                 "n_components": candidate.n_components,

@@ -10,9 +10,10 @@ become features). Everything lazy becomes a Dask array chunked along rows only, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,32 @@ class Rows:
             dims += (columns,)
             coords[columns] = np.arange(result.shape[1])
         return xr.DataArray(result, dims=dims, coords=coords, name=name)
+
+
+@contextlib.contextmanager
+def labelled(label: str) -> Iterator[None]:
+    """Prefix errors about the data with what the data are (store, array, variables)."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        if label == "the data" or label in str(exc):
+            raise
+        try:
+            renamed = type(exc)(f"{label}: {exc}")
+        except Exception:  # an exception type that takes other arguments: leave it as is
+            raise exc from None
+        raise renamed from exc
+
+
+def checksummed(dtype: np.dtype) -> tuple:
+    """Zarr codecs for stores streamem writes: a CRC-32C checksum of every chunk (so a
+    damaged chunk is reported, never read as numbers), after Zstd for integers; floats of
+    real data barely compress and read fastest raw."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    if np.dtype(dtype).kind == "f":
+        return (Crc32cCodec(),)
+    return (ZstdCodec(), Crc32cCodec())
 
 
 def is_lazy(X: Any) -> bool:
@@ -125,14 +152,25 @@ class _ZarrRows:
             return self.array[key]
         except Exception as exc:
             rows = key[0] if isinstance(key, tuple) else key
-            where = (
-                f"rows {rows.start}–{rows.stop - 1}" if isinstance(rows, slice) else "some rows"
-            )
+            where, exc = self._failing_rows(rows, exc)
             reason = str(exc).rstrip(".")
             raise OSError(
                 f"could not read {where} of {self.label} ({type(exc).__name__}: {reason}). "
                 "The chunk may be corrupt or truncated; rewrite the store from its source."
             ) from exc
+
+    def _failing_rows(self, rows: Any, error: Exception) -> tuple[str, Exception]:
+        """The first storage chunk of ``rows`` that fails to read, and its error."""
+        if not isinstance(rows, slice):
+            return "some rows", error
+        step = self.array.chunks[0]
+        for start in range(rows.start - rows.start % step, rows.stop, step):
+            part = slice(max(start, rows.start), min(start + step, rows.stop))
+            try:
+                self.array[part]
+            except Exception as exc:
+                return f"rows {part.start}–{part.stop - 1}", exc
+        return f"rows {rows.start}–{rows.stop - 1}", error
 
 
 def _from_zarr(array: Any, label: str, chunk_bytes: int, rows: int | None = None) -> da.Array:
@@ -176,8 +214,14 @@ def _open_path(path: str, chunk_bytes: int, rows: int | None) -> tuple[Any, str]
     if path.endswith(".npy"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such file: {path!r}")
-        array = np.load(path, mmap_mode="r")
         label = f"the .npy file {path!r}"
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(
+                f"{label} cannot be read ({exc}); it may be truncated or not a .npy file. "
+                "Write it again from its source."
+            ) from exc
         if array.ndim != 2:
             raise ValueError(f"{label} holds a {array.ndim}-D array; expected 2-D rows.")
         rows = rows or max(1, chunk_bytes // max(1, array.shape[1] * array.itemsize))

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dask.callbacks import Callback
+
+# the shape of the module-scoped synthetic store below
+N, D, K = 6000, 3, 3
+
+
+def assert_close(actual, desired, rtol, scale=None):
+    """Agreement relative to the scale of ``desired`` (so near-zero entries don't dominate)."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    if scale is None:
+        scale = np.max(np.abs(desired)) if desired.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=rtol * max(scale, 1e-300))
 
 
 def make_blobs(n: int = 600, d: int = 3, k: int = 3, seed: int = 0, offset: float = 0.0):
@@ -39,3 +51,38 @@ def cluster_client():
         distributed.Client(cluster, set_as_default=False) as client,
     ):
         yield client
+
+
+class CountComputes(Callback):
+    """Counts Dask computations (passes over the data) on local schedulers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def _start(self, dsk) -> None:
+        self.count += 1
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A synthetic float32 Zarr store of N rows in chunks of 700 (path of the group)."""
+    from streamem.datasets import make_mixture
+
+    path = tmp_path_factory.mktemp("stores") / "mixture.zarr"
+    make_mixture(path, N, D, K, "full", dtype="float32", chunk_rows=700, seed=4)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def array(store):
+    import zarr
+
+    return zarr.open(f"{store}/data", mode="r")[:]
+
+
+@pytest.fixture(scope="module")
+def reference(array):
+    from streamem import GaussianMixture
+
+    return GaussianMixture(K, random_state=0).fit(array)

@@ -16,7 +16,8 @@ from streamem.estep import (
 from streamem.families._base import Mixture, stats_from_responsibilities
 from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian
 
-from .test_gaussian_family import assert_close, random_params
+from .conftest import assert_close
+from .families.test_gaussian import random_params
 
 
 def model(kind: str, k: int = 3, d: int = 4, seed: int = 0) -> Mixture:

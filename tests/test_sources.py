@@ -13,30 +13,9 @@ import xarray as xr
 import zarr
 
 import streamem
-from streamem import GaussianMixture, select_n_components, to_zarr
-from streamem.datasets import load_truth, make_mixture
+from streamem import GaussianMixture, to_zarr
 
-from .test_engines import CountComputes
-from .test_gaussian_family import assert_close
-
-N, D, K = 6000, 3, 3
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stores") / "mixture.zarr"
-    make_mixture(path, N, D, K, "full", dtype="float32", chunk_rows=700, seed=4)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def array(store):
-    return zarr.open(f"{store}/data", mode="r")[:]
-
-
-@pytest.fixture(scope="module")
-def reference(array):
-    return GaussianMixture(K, random_state=0).fit(array)
+from .conftest import D, K, N, assert_close
 
 
 def assert_same(a, b, rtol=1e-10):
@@ -44,24 +23,6 @@ def assert_same(a, b, rtol=1e-10):
     assert_close(a.means_, b.means_, rtol)
     assert_close(a.covariances_, b.covariances_, rtol)
     assert a.n_iter_ == b.n_iter_
-
-
-def test_make_mixture_is_deterministic_and_recoverable(store, array, reference, tmp_path):
-    truth = load_truth(store)
-    assert truth.means.shape == (K, D)
-    again = make_mixture(tmp_path / "again.zarr", N, D, K, "full", chunk_rows=700, seed=4)
-    np.testing.assert_array_equal(zarr.open(f"{again.path}/data")[:], array)
-    order = np.argsort(reference.means_[:, 0])
-    truth_order = np.argsort(truth.means[:, 0])
-    np.testing.assert_allclose(reference.means_[order], truth.means[truth_order], atol=0.1)
-    np.testing.assert_allclose(reference.weights_[order], truth.weights[truth_order], atol=0.02)
-    labels = zarr.open(f"{store}/labels")[:]
-    assert labels.shape == (N,) and set(np.unique(labels)) == set(range(K))
-
-
-def test_make_mixture_does_not_overwrite(store):
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        make_mixture(store, 10, 2, 2)
 
 
 @pytest.mark.parametrize(
@@ -144,32 +105,6 @@ def test_failed_prediction_write_leaves_nothing(store, array, reference, tmp_pat
     with pytest.raises(ValueError, match="rows 4000–4999, the first at row 4321"):
         to_zarr(lazy, tmp_path / "out.zarr")
     assert os.listdir(tmp_path) == []
-
-
-def test_restarts_share_passes(store):
-    """n_init=3: one pass for the initial sample, then one per iteration for all restarts."""
-    last_iteration = {}
-
-    def record(iteration):
-        last_iteration[iteration.init] = iteration.n_iter
-
-    with CountComputes() as counter:
-        GaussianMixture(K, random_state=0, init_size=500, n_init=3, callback=record).fit(store)
-    assert sorted(last_iteration) == [0, 1, 2]
-    assert counter.count == 1 + max(last_iteration.values())
-
-
-def test_k_sweep_shares_passes_and_matches_single_fits(store, array):
-    base = GaussianMixture(random_state=0, init_size=1000)
-    with CountComputes() as counter:
-        selection = select_n_components(base, store, range(1, 5))
-    longest = max(row["n_iter"] for row in selection.table)
-    assert counter.count == 1 + longest + 1  # sample, iterations, final log-likelihoods
-    assert selection.best_estimator_.n_components == K
-    for row, fitted in zip(selection.table, selection.estimators_, strict=True):
-        assert row["bic"] == pytest.approx(fitted.bic(array), rel=1e-9)
-        assert row["aic"] == pytest.approx(fitted.aic(array), rel=1e-9)
-    assert "BIC" in str(selection)
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -1,5 +1,37 @@
-"""The fitting algorithms; they know engines and families, nothing about estimators."""
+"""The fitting algorithms; they know engines and families, nothing about estimators.
 
-from .batch import DegenerateComponentWarning, FitResult, Iteration, best_result, fit_em
+Every driver has the signature ``driver(engine, start, settings, reporter) -> Outcome``
+(see :mod:`streamem.drivers.common`); :data:`DRIVERS` names them for the estimators'
+``algorithm`` parameter.
+"""
 
-__all__ = ["DegenerateComponentWarning", "FitResult", "Iteration", "best_result", "fit_em"]
+from .batch import fit_em
+from .common import (
+    DegenerateComponentWarning,
+    FitResult,
+    Iteration,
+    Outcome,
+    Reporter,
+    Schedule,
+    Settings,
+    best_result,
+)
+from .incremental import fit_incremental
+from .stepwise import fit_online
+
+DRIVERS = {"batch": fit_em, "online": fit_online, "incremental": fit_incremental}
+
+__all__ = [
+    "DRIVERS",
+    "DegenerateComponentWarning",
+    "FitResult",
+    "Iteration",
+    "Outcome",
+    "Reporter",
+    "Schedule",
+    "Settings",
+    "best_result",
+    "fit_em",
+    "fit_incremental",
+    "fit_online",
+]

@@ -19,15 +19,15 @@ Per-chunk statistics stay in memory, or in a Zarr store when they are large.
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..engines import Engine
 from ..estep import EStepResult, merge_results, tree_merge
 from ..families._base import Mixture, log_weights
-from .batch import DegenerateComponentWarning, FitResult, Iteration, describe, m_step
+from .common import FitResult, Outcome, Reporter, Settings, m_step
 
 
 def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
@@ -120,43 +120,35 @@ class IncrementalProgress(NamedTuple):
 
 
 def fit_incremental(
-    engine: Any,
-    models: list[Mixture] | IncrementalProgress,
-    *,
-    tol: float = 1e-3,
-    max_passes: int = 100,
-    learn_weights: bool = True,
-    reseed_rows: Any = None,
-    callback: Callable[[Iteration], Any] | None = None,
-    progress: Any = None,
-    rng: np.random.RandomState | None = None,
-    store: str | None = None,
-    save: Callable[[IncrementalProgress], Any] | None = None,
-) -> list[FitResult]:
+    engine: Engine,
+    start: Sequence[Mixture] | IncrementalProgress,
+    settings: Settings,
+    reporter: Reporter,
+) -> Outcome:
     """Incremental EM over the engine's chunks, all models advancing together.
 
-    Each pass visits the chunks in a random order (when ``rng`` is given), as many at a time
-    as the engine runs in parallel, with an M-step after each visit; the first pass adds each
-    chunk's statistics to the total as it meets them. The recorded lower bound of a pass is
-    the free energy per unit of row weight after it, which never decreases (up to the
-    regularisation ``reg_covar`` or smoothing adds to the M-step). ``models`` may be the
-    saved :class:`IncrementalProgress` of an interrupted fit; ``save`` is called with the
-    progress after every pass.
+    Each pass visits the chunks in a random order (from ``settings.rng``; in order without
+    one), as many at a time as the engine runs in parallel, with an M-step after each
+    visit; the first pass adds each chunk's statistics to the total as it meets them. The
+    recorded lower bound of a pass is the free energy per unit of row weight after it,
+    which never decreases (up to the regularisation ``reg_covar`` or smoothing adds to the
+    M-step). ``start`` may be the saved :class:`IncrementalProgress` of an interrupted fit;
+    the reporter's checkpoint is called after every pass.
 
     Returns
     -------
-    list of FitResult
-        One per model; ``n_iter`` counts passes.
+    Outcome
+        One :class:`FitResult` per model; ``n_iter`` counts passes.
     """
-    resumed = models if isinstance(models, IncrementalProgress) else None
-    models = tuple(resumed.models if resumed else models)
+    resumed = start if isinstance(start, IncrementalProgress) else None
+    models = tuple(resumed.models if resumed else start)
     families = tuple(m.family for m in models)
-    chunks = ChunkStatsStore(engine.n_chunks, store)
+    chunks = ChunkStatsStore(engine.n_chunks, settings.store)
     constants = np.zeros((engine.n_chunks, len(models)))
     histories: list[list[float]] = [[] for _ in models]
     previous = np.full(len(models), -math.inf)
     converged = False
-    first_pass = 1
+    n_pass = 0
     visited = np.zeros(engine.n_chunks, dtype=bool)
     total: EStepResult | None = None
     if resumed:
@@ -165,12 +157,10 @@ def fit_incremental(
         constants = np.array(resumed.constants, dtype=float)
         histories = [list(h) for h in resumed.histories]
         previous = np.array(resumed.previous, dtype=float)
-        converged = resumed.converged
-        first_pass = resumed.n_pass + 1
+        converged, n_pass = resumed.converged, resumed.n_pass
         visited[:] = True
         total = tree_merge(families, list(resumed.chunks), 8)
-        if progress is not None:
-            progress.update(resumed.n_pass)
+        reporter.resumed(n_pass)
 
     def record(index: int, result: EStepResult, current: tuple) -> None:
         chunks[index] = result
@@ -186,11 +176,10 @@ def fit_incremental(
                 total.stats[i],
                 total.n_rows,
                 total.weight,
-                learn_weights=learn_weights,
-                reseed_rows=reseed_rows,
+                learn_weights=settings.learn_weights,
+                reseed_rows=settings.reseed_rows,
             )
-            for note in notes:
-                warnings.warn(note, DegenerateComponentWarning, stacklevel=3)
+            reporter.repairs(notes)
             out.append(new)
         return tuple(out)
 
@@ -203,14 +192,14 @@ def fit_incremental(
             ]
         )
 
+    rng = settings.rng
     group = max(1, int(getattr(engine, "parallelism", 1)))
-    n_pass = first_pass - 1
-    while not converged and n_pass < max_passes:
+    while not converged and n_pass < settings.max_iter:
         n_pass += 1
         order = rng.permutation(engine.n_chunks) if rng is not None else np.arange(engine.n_chunks)
         # a visit is a group of chunks E-stepped in parallel, then one M-step
-        for start in range(0, engine.n_chunks, group):
-            indices = [int(j) for j in order[start : start + group]]
+        for begin in range(0, engine.n_chunks, group):
+            indices = [int(j) for j in order[begin : begin + group]]
             for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
                 if total is None:
                     total = new
@@ -224,29 +213,33 @@ def fit_incremental(
         # re-add the chunks from scratch once per pass, so subtraction errors never build up
         total = tree_merge(families, [chunks[j] for j in range(engine.n_chunks)], 8)
         bound = free_energy(total, models)
-        for i in range(len(models)):
-            histories[i].append(float(bound[i]))
-            if callback is not None:
-                callback(Iteration(i, n_pass, float(bound[i]), bound[i] - previous[i], models[i]))
-        if progress is not None:
-            progress.update(1)
-            best = int(np.argmax(bound))
-            progress.set_postfix_str(describe("free energy", histories[best]))
-        converged = bool(np.all(np.abs(bound - previous) < tol))
+        for i, history in enumerate(histories):
+            history.append(float(bound[i]))
+            reporter.iteration(i, n_pass, history[-1], bound[i] - previous[i], models[i])
+        reporter.advanced(histories[int(np.argmax(bound))], "free energy")
+        converged = bool(np.all(np.abs(bound - previous) < settings.tol))
         previous = bound
-        if save is not None:
-            save(
-                IncrementalProgress(
-                    models,
-                    tuple(chunks[j] for j in range(engine.n_chunks)),
-                    constants.copy(),
-                    tuple(tuple(h) for h in histories),
-                    previous,
-                    n_pass,
-                    converged,
-                )
+        reporter.checkpoint(
+            IncrementalProgress(
+                models,
+                tuple(chunks[j] for j in range(engine.n_chunks)),
+                constants.copy(),
+                tuple(tuple(h) for h in histories),
+                previous,
+                n_pass,
+                converged,
             )
-    return [
-        FitResult(model, history, n_pass, converged)
-        for model, history in zip(models, histories, strict=True)
+        )
+    results = [
+        FitResult(
+            model,
+            history,
+            n_pass,
+            converged,
+            None if total is None else total.stats[i],
+            0.0 if total is None else total.weight,
+        )
+        for i, (model, history) in enumerate(zip(models, histories, strict=True))
     ]
+    reporter.finished(results)
+    return Outcome(results)

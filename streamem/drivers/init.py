@@ -9,15 +9,20 @@ gives scikit-learn's initialisation exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils.random import sample_without_replacement
 
-from ..families._base import Mixture, merge_weights, stats_from_responsibilities
+from ..engines import Engine, NumpyEngine
+from ..families._base import Family, Mixture, merge_weights, stats_from_responsibilities
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# Larger values overflow when squared (and summed over features) in float64.
+TOO_LARGE = 1e150
 
 
 def sample_indices(n_rows: int, size: int, rng: np.random.RandomState) -> np.ndarray | None:
@@ -71,3 +76,102 @@ def model_from_responsibilities(
     stats = stats_from_responsibilities(family, X, resp)
     params, _ = family.m_step(stats)
     return Mixture(family, merge_weights(stats.counts), params)
+
+
+class InitSample:
+    """A uniform sample of ``size`` rows of an engine's data, drawn when first needed.
+
+    The same sample serves the initialisation of every model of a fit and the re-seeding of
+    collapsed components; a checkpoint saves it (:attr:`drawn`) and :meth:`restore` puts it
+    back, so a resumed fit never draws again.
+    """
+
+    def __init__(self, engine: Engine, size: int, rng: np.random.RandomState) -> None:
+        self.engine, self.size, self.rng = engine, size, rng
+        self._rows: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The sampled rows and their weights (None: unweighted)."""
+        if self._rows is None:
+            indices = sample_indices(self.engine.n_rows, self.size, self.rng)
+            if indices is None and isinstance(self.engine, NumpyEngine):
+                rows = (self.engine.X, self.engine.sample_weight)
+            else:
+                if indices is None:
+                    indices = np.arange(self.engine.n_rows)
+                rows = self.engine.sample(indices)
+            weights = rows[1]
+            if weights is not None:
+                bad = ~np.isfinite(weights) | (weights < 0)
+                if bad.any():
+                    first = int(np.argmax(bad))
+                    where = first if indices is None else int(indices[first])
+                    raise ValueError(
+                        f"sample_weight must be finite and non-negative; found "
+                        f"{float(weights[first])!r} at row {where} (and {int(bad.sum()) - 1} more "
+                        "among the rows sampled to initialise from). Fix or drop those weights."
+                    )
+            if rows[0].dtype.kind == "f":
+                finite = np.isfinite(rows[0]).all(axis=1)
+                if not finite.all():
+                    bad = np.flatnonzero(~finite)
+                    where = bad if indices is None else indices[bad]
+                    raise ValueError(
+                        f"Input contains NaN or infinity: row {where[0]} (and "
+                        f"{len(bad) - 1} more among the rows sampled to initialise from). "
+                        "Remove or impute those rows before fitting."
+                    )
+                largest = float(np.abs(rows[0]).max(initial=0.0))
+                if largest > TOO_LARGE:
+                    row = int(np.argmax(np.abs(rows[0]).max(axis=1)))
+                    where = row if indices is None else int(indices[row])
+                    raise ValueError(
+                        f"values as large as {largest:.3g} (row {where}) cannot be squared in "
+                        "float64, which EM needs; rescale the features (for example to unit "
+                        "variance) before fitting."
+                    )
+            self._rows = rows
+        return self._rows
+
+    @property
+    def drawn(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The sample if it has been drawn (for checkpoints), else None."""
+        if self._rows is None:
+            return None
+        rows, weights = self._rows
+        return np.asarray(rows), None if weights is None else np.asarray(weights)
+
+    def restore(self, drawn: Any) -> None:
+        """Use a sample saved in a checkpoint instead of drawing one."""
+        if drawn is not None:
+            rows, weights = drawn
+            self._rows = (rows, weights)
+
+    def rows(self) -> np.ndarray:
+        """The sampled rows as float64 (to re-seed collapsed components at)."""
+        return np.asarray(self()[0], dtype=np.float64)
+
+
+def initial_models(
+    family: Family,
+    sample: InitSample,
+    rng: np.random.RandomState,
+    *,
+    n_components: int,
+    n_init: int,
+    init_params: str,
+    user_init: Callable[[Mixture | None], Mixture],
+    needs_data: bool = True,
+) -> list[Mixture]:
+    """``n_init`` initial models: responsibilities drawn on the sample, one M-step, then the
+    user's initial parameters put in place by ``user_init`` (all of them when
+    ``needs_data`` is false, and the sample is never drawn)."""
+    models = []
+    for _ in range(n_init):
+        model = None
+        if needs_data:
+            X, w = sample()
+            resp = initial_responsibilities(X, w, n_components, init_params, rng)
+            model = model_from_responsibilities(family, X, w, resp)
+        models.append(user_init(model))
+    return models

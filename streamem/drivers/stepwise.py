@@ -18,36 +18,32 @@ the step counter) is all there is to save and resume.
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..estep import EStepResult, _non_finite_error, chunk_estep
-from .batch import DegenerateComponentWarning, FitResult, Iteration, describe, m_step
+from ..engines import Engine
+from ..estep import EStepResult, chunk_estep, non_finite_error
+from ..families._base import Mixture
+from .common import FitResult, Outcome, Reporter, Schedule, Settings, m_step
 
-
-class Schedule(NamedTuple):
-    """The step sizes: ``η_t = (t + offset)^(−decay)``, or ``rate`` for every step if set."""
-
-    decay: float = 0.6
-    offset: float = 2.0
-    rate: float | None = None
-
-    def step_size(self, t: int) -> float:
-        if self.rate is not None:
-            return self.rate
-        return float((t + self.offset) ** -self.decay)
+__all__ = ["Options", "Schedule", "StepwiseState", "fit_online", "fold", "initial_state"]
 
 
 class Options(NamedTuple):
-    """How a chunk of stepwise updates is run (constant over a fit)."""
+    """How a chunk of stepwise updates is run (constant over a fit; travels to workers)."""
 
     schedule: Schedule = Schedule()
     batch_size: int | None = None
     learn_weights: bool = True
     average: bool | int = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Options:
+        return cls(
+            settings.schedule, settings.batch_size, settings.learn_weights, settings.average
+        )
 
 
 def averaging_starts(average: bool | int, rows_seen: float) -> bool:
@@ -79,6 +75,11 @@ class StepwiseState(NamedTuple):
         Mini-batch updates so far.
     rows_seen : float
         Rows seen so far (when averaging starts after a number of rows).
+    weight_seen : float
+        Row weight the running statistics stand for.
+    counting : bool
+        Whether the statistics count every row seen alike (a fitted model's): then each
+        batch's default step is its share of all rows, ``w / (weight_seen + w)``.
     """
 
     models: tuple
@@ -89,6 +90,8 @@ class StepwiseState(NamedTuple):
     n_averaged: tuple
     n_steps: int
     rows_seen: float = 0.0
+    weight_seen: float = 0.0
+    counting: bool = False
 
 
 def initial_state(models: tuple) -> StepwiseState:
@@ -123,7 +126,7 @@ def update(
 ) -> tuple[StepwiseState, list[str]]:
     """One stepwise-EM update of every model from the E-step of one mini-batch."""
     t = state.n_steps + 1
-    step = schedule.step_size(t)
+    step = schedule.step_size(t, result.weight, state.weight_seen, state.counting)
     rows_seen = state.rows_seen + result.n_rows
     averaging = averaging_starts(average, rows_seen)
     models, stats, seen, burned, averages, counts, notes = [], [], [], [], [], [], []
@@ -164,8 +167,30 @@ def update(
             tuple(counts),
             t,
             rows_seen,
+            state.weight_seen + result.weight,
+            state.counting,
         ),
         notes,
+    )
+
+
+def state_from_fit(model: Mixture, stats: Any, weight: float, n_steps: int = 0) -> StepwiseState:
+    """The stepwise state of a fitted model: its statistics (totals over row ``weight``,
+    whose M-step gave ``model``), counting every row alike, so that updates weigh each new
+    batch by its share of all the rows seen."""
+    family = model.family
+    scaled = family.scale(stats, 1.0 / max(weight, np.finfo(float).tiny))
+    return StepwiseState(
+        (model,),
+        (scaled,),
+        (np.asarray(stats.counts, dtype=float),),
+        (True,),
+        (None,),
+        (0,),
+        n_steps,
+        float(weight),
+        float(weight),
+        True,
     )
 
 
@@ -220,7 +245,7 @@ def stepwise_chunk(
         except ValueError as exc:
             if order is None or not str(exc).startswith("Input contains NaN"):
                 raise
-            raise _non_finite_error(X, row_offset) from None  # rows in the chunk's own order
+            raise non_finite_error(X, row_offset) from None  # rows in the chunk's own order
         state, repairs = update(
             state,
             result,
@@ -257,28 +282,30 @@ class OnlineProgress(NamedTuple):
 
 
 def fit_online(
-    engine: Any,
-    state: StepwiseState | OnlineProgress,
-    options: Options,
-    *,
-    rng: np.random.RandomState,
-    tol: float = 1e-3,
-    max_passes: int = 10,
-    callback: Callable[[Iteration], Any] | None = None,
-    progress: Any = None,
-    save: Callable[[OnlineProgress], Any] | None = None,
-) -> tuple[list[FitResult], StepwiseState]:
+    engine: Engine,
+    start: Sequence[Mixture] | StepwiseState | OnlineProgress,
+    settings: Settings,
+    reporter: Reporter,
+) -> Outcome:
     """Stepwise EM over passes through the engine's chunks, in a new random order each pass.
 
     Each chunk's mini-batch updates run as one task where the chunk is (its rows shuffled
-    too). A pass's lower bound is the mean log-likelihood of its mini-batches, each under the
-    parameters before its update; fitting stops when it changes by less than ``tol`` between
-    passes, or after ``max_passes``. ``state`` may be the saved :class:`OnlineProgress` of an
-    interrupted fit; ``save`` is called with the progress after every chunk.
+    too, from ``settings.rng``). A pass's lower bound is the mean log-likelihood of its
+    mini-batches, each under the parameters before its update; fitting stops when it changes
+    by less than ``tol`` between passes, or after ``max_iter`` passes. ``start`` is a list
+    of new models, the running state of a fitted model to continue, or the saved
+    :class:`OnlineProgress` of an interrupted fit; the reporter's checkpoint is called after
+    every chunk.
+
+    Returns
+    -------
+    Outcome
+        One :class:`FitResult` per model and the final :class:`StepwiseState`.
     """
-    if isinstance(state, OnlineProgress):
-        at = state
+    if isinstance(start, OnlineProgress):
+        at = start
     else:
+        state = start if isinstance(start, StepwiseState) else initial_state(tuple(start))
         n_models = len(state.models)
         at = OnlineProgress(
             state,
@@ -291,13 +318,12 @@ def fit_online(
             ((),) * n_models,
             np.full(n_models, -math.inf),
         )
+    options, rng = Options.from_settings(settings), settings.rng
     histories = [list(h) for h in at.histories]
-    converged = at.converged
-    if progress is not None and at.n_pass:
-        progress.update(at.n_pass - (at.position < len(at.order)))
-    while not converged:
+    reporter.resumed(at.n_pass - (at.position < len(at.order)) if at.n_pass else 0)
+    while not at.converged:
         if at.position >= len(at.order):  # start the next pass
-            if at.n_pass >= max_passes:
+            if at.n_pass >= settings.max_iter:
                 break
             at = at._replace(
                 n_pass=at.n_pass + 1,
@@ -309,8 +335,7 @@ def fit_online(
             )
         j = int(at.order[at.position])
         outcome = engine.apply_chunk(j, stepwise_chunk, at.state, options, int(at.seeds[j]))
-        for note in outcome.notes:
-            warnings.warn(note, DegenerateComponentWarning, stacklevel=2)
+        reporter.repairs(outcome.notes)
         at = at._replace(
             state=outcome.state,
             position=at.position + 1,
@@ -320,24 +345,42 @@ def fit_online(
         if at.position == len(at.order):  # the pass is complete
             bound = at.total / at.weight
             models = reported_models(at.state, learn_weights=options.learn_weights)
-            for i in range(len(histories)):
-                histories[i].append(float(bound[i]))
-                if callback is not None:
-                    change = bound[i] - at.previous[i]
-                    callback(Iteration(i, at.n_pass, float(bound[i]), change, models[i]))
-            if progress is not None:
-                progress.update(1)
-                best = int(np.argmax(bound))
-            progress.set_postfix_str(describe("log-likelihood", histories[best]))
-            change = np.abs(bound - at.previous)
-            at = at._replace(previous=bound, histories=tuple(tuple(h) for h in histories))
-            converged = bool(all(at.state.burned_in) and np.all(change < tol))
-            at = at._replace(converged=converged)
-        if save is not None:
-            save(at)
+            for i, history in enumerate(histories):
+                history.append(float(bound[i]))
+                reporter.iteration(i, at.n_pass, history[-1], bound[i] - at.previous[i], models[i])
+            reporter.advanced(histories[int(np.argmax(bound))])
+            converged = all(at.state.burned_in) and np.all(
+                np.abs(bound - at.previous) < settings.tol
+            )
+            at = at._replace(
+                previous=bound,
+                histories=tuple(map(tuple, histories)),
+                converged=bool(converged),
+            )
+        reporter.checkpoint(at)
     models = reported_models(at.state, learn_weights=options.learn_weights)
-    results = [
-        FitResult(model, list(history), at.n_pass, converged)
-        for model, history in zip(models, histories, strict=True)
-    ]
-    return results, at.state
+    results = []
+    for i, (model, history) in enumerate(zip(models, histories, strict=True)):
+        # the statistics behind the reported model, as totals over one pass's rows
+        stats = at.state.averages[i] if at.state.averages[i] is not None else at.state.stats[i]
+        if stats is not None and at.weight > 0:
+            stats = model.family.scale(stats, at.weight)
+        results.append(FitResult(model, list(history), at.n_pass, at.converged, stats, at.weight))
+    reporter.finished(results)
+    return Outcome(results, at.state)
+
+
+def fold(engine: Engine, state: StepwiseState, options: Options) -> ChunkOutcome:
+    """Stepwise updates over every chunk of the engine, in order (one ``partial_fit``).
+
+    Returns the final state with the batch's total log-likelihood (each mini-batch under the
+    parameters before its update), its row weight, and the repairs made.
+    """
+    total, weight, notes = np.zeros(len(state.models)), 0.0, []
+    for j in range(engine.n_chunks):
+        outcome = engine.apply_chunk(j, stepwise_chunk, state, options, None)
+        state = outcome.state
+        total += outcome.log_likelihood
+        weight += outcome.weight
+        notes += outcome.notes
+    return ChunkOutcome(state, total, weight, notes)

@@ -13,6 +13,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
@@ -23,8 +24,8 @@ from .numpy_ import default_threads
 
 LOCAL_THREADS_PER_CORE = 2
 
-# the chunk tasks, by the name Dask gives their keys
-_CHUNK_TASKS = ("chunk_estep", "stepwise_chunk")
+# the key prefix of chunk tasks, which the progress bar counts
+CHUNK_TASK = "streamem-chunk"
 
 
 class ChunkProgress(Callback):
@@ -39,11 +40,23 @@ class ChunkProgress(Callback):
 
     def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         name = key[0] if isinstance(key, tuple) else key
-        if str(name).startswith(_CHUNK_TASKS):
+        if str(name).startswith(CHUNK_TASK):
             self.bar.update(1)
 
     def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
         self.bar.close()
+
+
+def cluster_can_hold(X: da.Array) -> bool:
+    """Whether a dask.distributed cluster is active and ``X`` takes < half its memory."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError):
+        return False
+    memory = sum(w.get("memory_limit", 0) or 0 for w in workers)
+    return bool(memory) and X.nbytes < memory / 2
 
 
 def _local_threads(scheduler: Any) -> bool:
@@ -129,15 +142,16 @@ class DaskEngine:
     def n_features(self) -> int:
         return self.X.shape[1]
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
     def graph(self, models: tuple[Mixture, ...]) -> dask.delayed:
         """The lazy E-step of one pass: chunk tasks, then the merge tree."""
         models = tuple(models)
         shared = dask.delayed(models, traverse=False, pure=True)
         families = tuple(model.family for model in models)
-        level = [
-            dask.delayed(chunk_estep, pure=True)(block, w, shared, offset)
-            for block, w, offset in zip(self._blocks, self._weights, self._offsets, strict=True)
-        ]
+        level = [self._chunk_task(i, chunk_estep, shared) for i in range(self.n_chunks)]
         while len(level) > 1:
             level = [
                 dask.delayed(merge_results, pure=True)(families, *level[i : i + self.split_every])
@@ -154,9 +168,11 @@ class DaskEngine:
         return list(self.X.chunks[0])
 
     def _chunk_task(self, index: int, func: Any, *args: Any) -> Any:
-        return dask.delayed(func, pure=True)(
-            self._blocks[index], self._weights[index], *args, self._offsets[index]
-        )
+        """``func(chunk, weights, *args, row_offset)`` as a task whose key marks it a chunk
+        task (deterministic, as ``pure=True`` would make it)."""
+        arguments = (self._blocks[index], self._weights[index], *args, self._offsets[index])
+        key = f"{CHUNK_TASK}-{func.__name__}-{tokenize(func, *arguments)}"
+        return dask.delayed(func, pure=True)(*arguments, dask_key_name=key)
 
     @property
     def parallelism(self) -> int:
@@ -178,10 +194,6 @@ class DaskEngine:
         tasks = [self._chunk_task(i, chunk_estep, shared) for i in indices]
         with single_threaded_blas():
             return list(self._compute(*tasks))
-
-    def estep_chunk(self, index: int, models: tuple[Mixture, ...]) -> EStepResult:
-        """The E-step result of one chunk (one compute)."""
-        return self.apply_chunk(index, chunk_estep, tuple(models))
 
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
         """``func(chunk, weights, *args, row_offset)`` on one chunk, where the chunk is read."""

@@ -27,6 +27,14 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def physical_memory() -> int:
+    """Bytes of memory of this machine."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not on POSIX
+        return 16 << 30
+
+
 class NumpyEngine:
     """Map the chunk kernel over row chunks of an in-memory array and merge the results.
 
@@ -73,6 +81,10 @@ class NumpyEngine:
     def n_features(self) -> int:
         return self.X.shape[1]
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
     def _chunk(self, bounds: tuple[int, int], models: tuple[Mixture, ...]) -> EStepResult:
         start, stop = bounds
         w = None if self.sample_weight is None else self.sample_weight[start:stop]
@@ -117,11 +129,6 @@ class NumpyEngine:
         """One pass over the data: the merged E-step result of every model."""
         families = tuple(model.family for model in models)
         return tree_merge(families, self.estep_chunks(models), self.split_every)
-
-    def estep_chunk(self, index: int, models: tuple[Mixture, ...]) -> EStepResult:
-        """The E-step result of one chunk."""
-        with single_threaded_blas():
-            return self._chunk(self.bounds[index], tuple(models))
 
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
         """``func(chunk, weights, *args, row_offset)`` on one chunk."""

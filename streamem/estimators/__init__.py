@@ -1,5 +1,6 @@
 """The classes users import: thin, scikit-learn compatible estimators."""
 
+from ._base import MixtureEstimator, fit_estimators, mixture_of
 from .discrete import (
     BernoulliMixture,
     BinomialMixture,
@@ -14,6 +15,20 @@ __all__ = [
     "BinomialMixture",
     "GaussianMixture",
     "GroupedGaussianMixture",
+    "MixtureEstimator",
     "MultinomialMixture",
     "PoissonMixture",
+    "fit_estimators",
+    "mixture_of",
 ]
+
+from ..io import register_loadable  # after the classes: they import io first
+
+register_loadable(
+    BernoulliMixture,
+    BinomialMixture,
+    GaussianMixture,
+    GroupedGaussianMixture,
+    MultinomialMixture,
+    PoissonMixture,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from dask.utils import format_bytes
 
 from .._validation import (
     check_array_shape,
@@ -12,7 +13,8 @@ from .._validation import (
     check_option,
     check_weights_init,
 )
-from ..families._base import Mixture
+from ..engines.numpy_ import default_threads, physical_memory
+from ..families._base import MIN_BLOCK_ROWS, Mixture
 from ..families.gaussian import (
     COVARIANCE_TYPES,
     Gaussian,
@@ -162,6 +164,22 @@ class GaussianMixture(MixtureEstimator):
         owner = type(self).__name__
         check_option("covariance_type", self.covariance_type, COVARIANCE_TYPES, owner)
         check_float("reg_covar", self.reg_covar, owner, low=0.0)
+
+    def _check_width(self, n_features: int) -> None:
+        if self.covariance_type not in ("full", "tied"):
+            return
+        # the E-step expands each row into its D + D(D+1)/2 products, at least 64 rows at
+        # once on each thread, against K such rows of coefficients
+        width = n_features + n_features * (n_features + 1) // 2
+        needed = 8 * width * (MIN_BLOCK_ROWS * default_threads() + 2 * self.n_components)
+        if needed > physical_memory() / 4:
+            raise ValueError(
+                f"{type(self).__name__}: covariance_type={self.covariance_type!r} on "
+                f"{n_features} features works on the {width:,} products of each row's "
+                f"features (~D²/2 numbers per row, {format_bytes(needed)} at the least), more "
+                "than this machine can hold. Use covariance_type='diag', or reduce the "
+                "features first (for example with PCA)."
+            )
 
     def _precisions_shape(self, n_features: int) -> tuple[int, ...]:
         k, d = self.n_components, n_features

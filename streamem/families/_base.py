@@ -116,7 +116,7 @@ class Family(Protocol):
 class Mixture(NamedTuple):
     """A mixture model as a value: a family, its mixture weights and its component parameters."""
 
-    family: Any
+    family: Family
     weights: np.ndarray
     params: Any
 
@@ -138,7 +138,9 @@ def log_weights(weights: np.ndarray) -> np.ndarray:
         return np.log(weights)
 
 
-def stats_from_responsibilities(family: Any, X: np.ndarray, responsibilities: np.ndarray) -> Any:
+def stats_from_responsibilities(
+    family: Family, X: np.ndarray, responsibilities: np.ndarray
+) -> Any:
     """Statistics of ``X`` for given (already weighted) responsibilities, shape (N, K)."""
     reference = family.reference(X)
     responsibilities = np.asarray(responsibilities, dtype=np.float64)
@@ -154,3 +156,32 @@ def merge_weights(counts: np.ndarray) -> np.ndarray:
     """The mixture weights the M-step gives for component ``counts``."""
     weights = counts + COUNT_EPS
     return weights / weights.sum()
+
+
+# -- helpers the families share ----------------------------------------------------------------
+
+
+def finite_mean(X: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Float64 mean of ``X`` over ``axis``, from its rows without NaN or infinity (else 0).
+
+    A chunk's reference point: the kernel reports the non-finite rows in their own block, so
+    the reference is taken from the others. ``X`` must have at least one row.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = X.mean(axis=axis, dtype=np.float64)
+    if not np.all(np.isfinite(mean)):
+        finite = np.isfinite(X).all(axis=1)
+        mean = X[finite].mean(axis=axis, dtype=np.float64) if finite.any() else np.zeros_like(mean)
+        mean = np.nan_to_num(mean, nan=0.0, posinf=0.0, neginf=0.0)
+    return mean
+
+
+def pooled_others(values: np.ndarray, component: int, counts: np.ndarray) -> np.ndarray:
+    """The ``values`` (K, ...) of all components but one, averaged with weights ``counts``.
+
+    What a collapsed component is restarted from: spread enough to take responsibility for
+    some rows again.
+    """
+    others = np.arange(len(values)) != component
+    weights = counts[others] + COUNT_EPS
+    return np.tensordot(weights / weights.sum(), values[others], axes=1)

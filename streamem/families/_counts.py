@@ -1,10 +1,12 @@
-"""What the discrete families share: statistics that are plain sums, and checks of counts.
+"""What the count families share: statistics that are plain sums, and checks of counts.
 
 The Bernoulli, binomial, multinomial and Poisson families have features that are the data
 themselves (or a one-hot expansion of them), with no reference point: the statistics of some
 rows are the responsibility sums ``counts`` (K,) and sums of features ``Σ r F(x)``, which merge
-by addition, subtract by subtraction and scale by multiplication, exactly. The functions here
-work field by field on any NamedTuple of such sums whose first field is ``counts``.
+by addition, subtract by subtraction and scale by multiplication, exactly.
+:class:`CountFamily` gives them those methods once, for any NamedTuple of such sums whose
+first field is ``counts``; the functions below are the pieces the families build the rest
+from.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from scipy.special import gammaln
 
-from ._base import COUNT_EPS
+from ._base import pooled_others
 
 Stats = TypeVar("Stats", bound=tuple)
 
@@ -27,39 +29,85 @@ class CountStats(NamedTuple):
     sums: np.ndarray
 
 
-# -- statistics that add ---------------------------------------------------------------------
+class CountFamily:
+    """The methods the count families share; each family's module has only what is its own.
 
-
-def add(a: Stats, b: Stats) -> Stats:
-    """Statistics of the union of the rows behind ``a`` and ``b``: field-wise sums."""
-    return type(a)(*(x + y for x, y in zip(a, b, strict=True)))
-
-
-def subtract(total: Stats, part: Stats) -> Stats:
-    """Statistics of the rows behind ``total`` without those of ``part``.
-
-    Counts are clipped at zero, so rounding cannot leave a component a negative weight.
+    A mixin without fields (the families' dataclass fields, which model files store, are
+    unchanged). A family adds ``feature_key``, ``coefficients``, ``check_block``, ``m_step``,
+    ``regularize`` (parameters kept in their valid range) and ``sample``, and overrides the
+    defaults below where its features, statistics or parameters differ from the plain case:
+    features that are the data's columns, ``CountStats``, one parameter per component and
+    feature.
     """
-    counts = np.maximum(total[0] - part[0], 0.0)
-    rest = (x - y for x, y in zip(total[1:], part[1:], strict=True))
-    return type(total)(counts, *rest)
+
+    # -- E-step ------------------------------------------------------------------------------
+
+    def reference(self, X: np.ndarray) -> None:
+        return None
+
+    def features(
+        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        return as_features(X, out=out)
+
+    def base_log_measure(self, X: np.ndarray) -> np.ndarray | None:
+        return None
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> Any:
+        return CountStats(counts, sums)
+
+    def merge(self, a: Stats, b: Stats) -> Stats:
+        """Statistics of the union of the rows behind ``a`` and ``b``: field-wise sums."""
+        return type(a)(*(x + y for x, y in zip(a, b, strict=True)))
+
+    def subtract(self, total: Stats, part: Stats) -> Stats:
+        """Statistics of the rows behind ``total`` without those of ``part``.
+
+        Counts are clipped at zero, so rounding cannot leave a component a negative weight.
+        """
+        counts = np.maximum(total[0] - part[0], 0.0)
+        rest = (x - y for x, y in zip(total[1:], part[1:], strict=True))
+        return type(total)(counts, *rest)
+
+    def scale(self, stats: Stats, factor: float) -> Stats:
+        """Statistics with every row weight multiplied by ``factor``."""
+        return type(stats)(*(x * factor for x in stats))
+
+    # -- M-step ------------------------------------------------------------------------------
+
+    def expected_log_prob(self, stats: Any, params: Any) -> np.ndarray:
+        """``Σ r (A·F(x) + b)`` per component (K,): the expected log-density without ``h(x)``."""
+        A, b = self.coefficients(params, None)
+        return np.einsum("kp,kp->k", A, stats.sums) + b * stats.counts
+
+    # -- everything else ---------------------------------------------------------------------
+
+    def n_parameters(self, params: Any) -> int:
+        return params[0].size
+
+    def reseed(self, params: Any, component: int, row: np.ndarray, stats: Any) -> Any:
+        """Parameters with one component set between a data ``row`` and the others.
+
+        See :func:`blend_toward_row`; ``row_parameters`` says what parameters fit the row.
+        """
+        row_values = self.row_parameters(row)
+        values = blend_toward_row(params[0], component, row_values, stats.counts, self.regularize)
+        return type(params)(values)
+
+    def row_parameters(self, row: np.ndarray) -> np.ndarray:
+        """The parameters (one component's) that fit a single data row best."""
+        return row
 
 
-def scale(stats: Stats, factor: float) -> Stats:
-    """Statistics with every row weight multiplied by ``factor``."""
-    return type(stats)(*(x * factor for x in stats))
+# -- parameters from sums --------------------------------------------------------------------
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator``, and 0 where the denominator is 0 (an empty component)."""
     out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
     return np.divide(numerator, denominator, out=out, where=denominator > 0)
-
-
-def expected_log_prob(family: Any, params: Any, stats: CountStats) -> np.ndarray:
-    """``Σ r (A·F(x) + b)`` per component (K,): the expected log-density without ``h(x)``."""
-    A, b = family.coefficients(params, None)
-    return np.einsum("kp,kp->k", A, stats.sums) + b * stats.counts
 
 
 # -- features and densities ------------------------------------------------------------------
@@ -165,9 +213,7 @@ def blend_toward_row(
     sits near the row, yet is spread enough to take responsibility for rows like it. Only
     that component is passed through ``regularize``; the others are left untouched.
     """
-    others = np.arange(len(values)) != component
-    weights = counts[others] + COUNT_EPS
-    pooled = np.tensordot(weights / weights.sum(), values[others], axes=1)
+    pooled = pooled_others(values, component, counts)
     values = values.copy()
     values[component] = regularize(0.5 * (row_values + pooled))
     return values

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _counts
-from ._counts import CountStats
+from ._counts import CountFamily, CountStats
 
 
 class BernoulliParams(NamedTuple):
@@ -28,7 +28,7 @@ class BernoulliParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Bernoulli:
+class Bernoulli(CountFamily):
     """Components of independent binary features (0/1 or bool).
 
     Parameters
@@ -43,38 +43,13 @@ class Bernoulli:
 
     # -- E-step ------------------------------------------------------------------------------
 
-    def reference(self, X: np.ndarray) -> None:
-        return None
-
-    def features(
-        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
-    ) -> np.ndarray:
-        return _counts.as_features(X, out=out)
-
     def coefficients(
         self, params: BernoulliParams, reference: None
     ) -> tuple[np.ndarray, np.ndarray]:
         return _counts.logit_and_log_complement(params.probabilities)
 
-    def base_log_measure(self, X: np.ndarray) -> None:
-        return None
-
     def check_block(self, X: np.ndarray) -> str | None:
         return _counts.check_counts(X, "Bernoulli features must be 0 or 1 (or bool)", upper=1)
-
-    # -- statistics --------------------------------------------------------------------------
-
-    def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> CountStats:
-        return CountStats(counts, sums)
-
-    def merge(self, a: CountStats, b: CountStats) -> CountStats:
-        return _counts.add(a, b)
-
-    def subtract(self, total: CountStats, part: CountStats) -> CountStats:
-        return _counts.subtract(total, part)
-
-    def scale(self, stats: CountStats, factor: float) -> CountStats:
-        return _counts.scale(stats, factor)
 
     # -- M-step ------------------------------------------------------------------------------
 
@@ -86,14 +61,7 @@ class Bernoulli:
         """Probabilities kept in ``[min_probability, 1 − min_probability]``."""
         return _counts.clip_probabilities(probabilities, self.min_probability)
 
-    def expected_log_prob(self, stats: CountStats, params: BernoulliParams) -> np.ndarray:
-        """``Σ r log p_k(x)`` without the base measure, per component (K,), from statistics."""
-        return _counts.expected_log_prob(self, params, stats)
-
     # -- everything else ---------------------------------------------------------------------
-
-    def n_parameters(self, params: BernoulliParams) -> int:
-        return params.probabilities.size
 
     def sample(
         self, params: BernoulliParams, counts: np.ndarray, rng: np.random.RandomState
@@ -101,11 +69,3 @@ class Bernoulli:
         return _counts.draw_rows(
             lambda p, n: rng.binomial(1, p, size=(n, p.size)), params.probabilities, counts
         )
-
-    def reseed(
-        self, params: BernoulliParams, component: int, row: np.ndarray, stats: CountStats
-    ) -> BernoulliParams:
-        values = _counts.blend_toward_row(
-            params.probabilities, component, row, stats.counts, self.regularize
-        )
-        return BernoulliParams(values)

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from . import _counts
+from ._counts import CountFamily
 
 
 class BinomialParams(NamedTuple):
@@ -42,7 +43,7 @@ class BinomialStats(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Binomial:
+class Binomial(CountFamily):
     """Components of independent binomial counts with a common number of trials per row.
 
     Parameters
@@ -78,9 +79,6 @@ class Binomial:
         return X[:, :-1], X[:, -1:]
 
     # -- E-step ------------------------------------------------------------------------------
-
-    def reference(self, X: np.ndarray) -> None:
-        return None
 
     def features(
         self, X: np.ndarray, reference: None, out: np.ndarray | None = None
@@ -120,15 +118,6 @@ class Binomial:
             return BinomialStats(counts, sums, self.n_trials * counts)
         return BinomialStats(counts, sums[:, :-1], sums[:, -1])
 
-    def merge(self, a: BinomialStats, b: BinomialStats) -> BinomialStats:
-        return _counts.add(a, b)
-
-    def subtract(self, total: BinomialStats, part: BinomialStats) -> BinomialStats:
-        return _counts.subtract(total, part)
-
-    def scale(self, stats: BinomialStats, factor: float) -> BinomialStats:
-        return _counts.scale(stats, factor)
-
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: BinomialStats) -> tuple[BinomialParams, list[str]]:
@@ -146,9 +135,6 @@ class Binomial:
 
     # -- everything else ---------------------------------------------------------------------
 
-    def n_parameters(self, params: BinomialParams) -> int:
-        return params.probabilities.size
-
     def sample(
         self, params: BinomialParams, counts: np.ndarray, rng: np.random.RandomState
     ) -> np.ndarray:
@@ -164,12 +150,7 @@ class Binomial:
             counts,
         )
 
-    def reseed(
-        self, params: BinomialParams, component: int, row: np.ndarray, stats: BinomialStats
-    ) -> BinomialParams:
+    def row_parameters(self, row: np.ndarray) -> np.ndarray:
+        """The success probabilities of one data row."""
         successes, trials = self._successes_and_trials(row[None])
-        row_probabilities = _counts.ratio(successes, np.asarray(trials, dtype=np.float64))[0]
-        values = _counts.blend_toward_row(
-            params.probabilities, component, row_probabilities, stats.counts, self.regularize
-        )
-        return BinomialParams(values)
+        return _counts.ratio(successes, np.asarray(trials, dtype=np.float64))[0]

@@ -15,17 +15,23 @@ the same digits as data near zero.
 Parameters follow scikit-learn: ``precisions_cholesky`` is ``L`` with precision ``P = L Lᵀ``
 (the inverse transpose of the covariance's lower Cholesky factor); the shapes depend on the
 covariance type as in :class:`sklearn.mixture.GaussianMixture`.
+
+:class:`Gaussian` holds what every covariance type shares (centring, the Chan merge, the
+assembly of the natural parameters); what depends on the covariance type is a set of small
+module-level functions per type, looked up once in a table (``_KERNELS``), as scikit-learn's
+``sklearn/mixture/_gaussian_mixture.py`` dispatches its estimators.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
 
-from ._base import COUNT_EPS
+from ._base import COUNT_EPS, finite_mean, pooled_others
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 LOG_2PI = np.log(2 * np.pi)
@@ -59,77 +65,41 @@ class Gaussian:
     reg_covar: float = 1e-6
 
     @property
+    def _kernels(self) -> _Kernels:
+        return _kernels_of(self.covariance_type)
+
+    @property
     def feature_key(self) -> str:
-        return {"full": "quadratic", "tied": "quadratic"}.get(
-            self.covariance_type, self.covariance_type
-        )
+        return self._kernels.feature_key
 
     # -- E-step ------------------------------------------------------------------------------
 
     def reference(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] == 0:
             return np.zeros(X.shape[1])
-        with np.errstate(invalid="ignore", over="ignore"):
-            reference = X.mean(axis=0, dtype=np.float64)
-        if not np.all(np.isfinite(reference)):
-            # the kernel reports the non-finite rows in their own block; centre on the others
-            finite = np.isfinite(X).all(axis=1)
-            reference = X[finite].mean(axis=0, dtype=np.float64) if finite.any() else 0 * reference
-            reference = np.nan_to_num(reference, nan=0.0, posinf=0.0, neginf=0.0)
-        return reference
+        return finite_mean(X, axis=0)
 
     def features(
         self, X: np.ndarray, reference: np.ndarray, out: np.ndarray | None = None
     ) -> np.ndarray:
         # feature-major: every write below is one contiguous row of B values
         n, d = X.shape
-        kind = self.feature_key
-        size = {"quadratic": d + d * (d + 1) // 2, "diag": 2 * d}.get(kind, d + 1)
-        F = np.empty((size, n)) if out is None else out
+        kernels = self._kernels
+        F = np.empty((d + kernels.n_second_order(d), n)) if out is None else out
         centred = F[:d]
         np.subtract(X.T, reference[:, None], out=centred)
-        if kind == "quadratic":
-            start = d
-            for i in range(d):  # row i of the upper triangle: x_i * x_{i:}
-                np.multiply(centred[i], centred[i:], out=F[start : start + d - i])
-                start += d - i
-        elif kind == "diag":
-            np.square(centred, out=F[d:])
-        else:
-            np.einsum("ij,ij->j", centred, centred, out=F[d])
+        kernels.second_order(centred, F[d:])
         return F
 
     def coefficients(
         self, params: GaussianParams, reference: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         means = params.means - reference
-        chol = params.precisions_cholesky
-        k, d = means.shape
-        kind = self.covariance_type
-        if kind in ("full", "tied"):
-            chol = chol if kind == "full" else np.broadcast_to(chol, (k, d, d))
-            # y = Lᵀ μ', so μ'ᵀPμ' = ‖y‖² and Pμ' = L y
-            y = np.einsum("kji,kj->ki", chol, means)
-            linear = np.einsum("kij,kj->ki", chol, y)
-            precisions = chol @ chol.transpose(0, 2, 1)
-            iu0, iu1 = np.triu_indices(d)
-            quadratic = precisions[:, iu0, iu1] * np.where(iu0 == iu1, -0.5, -1.0)
-            log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-            mahalanobis = np.square(y).sum(axis=1)
-        elif kind == "diag":
-            precisions = np.square(chol)
-            linear = precisions * means
-            quadratic = -0.5 * precisions
-            log_det = np.log(chol).sum(axis=1)
-            mahalanobis = (linear * means).sum(axis=1)
-        else:
-            precisions = np.square(chol)
-            linear = precisions[:, None] * means
-            quadratic = -0.5 * precisions[:, None]
-            log_det = d * np.log(chol)
-            mahalanobis = precisions * np.square(means).sum(axis=1)
+        linear, quadratic, log_det, mahalanobis = self._kernels.coefficients(
+            params.precisions_cholesky, means
+        )
         A = np.concatenate([linear, quadratic], axis=1)
-        b = log_det - 0.5 * (d * LOG_2PI + mahalanobis)
+        b = log_det - 0.5 * (means.shape[1] * LOG_2PI + mahalanobis)
         return A, b
 
     def base_log_measure(self, X: np.ndarray) -> None:
@@ -147,39 +117,16 @@ class Gaussian:
         first, second = sums[:, :d], sums[:, d:]
         safe = np.where(counts > 0, counts, 1.0)
         offsets = first / safe[:, None]  # mean − reference
-        kind = self.covariance_type
-        if kind in ("full", "tied"):
-            iu0, iu1 = np.triu_indices(d)
-            moments = np.zeros((counts.shape[0], d, d))
-            moments[:, iu0, iu1] = second
-            moments[:, iu1, iu0] = second
-            scatter = moments - first[:, :, None] * offsets[:, None, :]
-            if kind == "tied":
-                scatter = scatter.sum(axis=0)
-        elif kind == "diag":
-            scatter = second - first * offsets
-        else:
-            scatter = second[:, 0] - (first * offsets).sum(axis=1)
+        scatter = self._kernels.scatter(first, second, offsets)
         return GaussianStats(counts, reference + offsets, scatter)
-
-    def _spread(self, weight: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        """``Σ weight δδᵀ`` in the shape of this covariance type's scatter."""
-        kind = self.covariance_type
-        if kind == "full":
-            return weight[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        if kind == "tied":
-            return (delta * weight[:, None]).T @ delta
-        if kind == "diag":
-            return weight[:, None] * np.square(delta)
-        return weight * np.square(delta).sum(axis=1)
 
     def merge(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
         counts = a.counts + b.counts
         safe = np.where(counts > 0, counts, 1.0)
         delta = b.means - a.means
         means = a.means + delta * (b.counts / safe)[:, None]
-        scatter = a.scatter + b.scatter + self._spread(a.counts * b.counts / safe, delta)
-        return GaussianStats(counts, means, scatter)
+        spread = self._kernels.spread(a.counts * b.counts / safe, delta)
+        return GaussianStats(counts, means, a.scatter + b.scatter + spread)
 
     def subtract(self, total: GaussianStats, part: GaussianStats) -> GaussianStats:
         counts = np.maximum(total.counts - part.counts, 0.0)
@@ -187,7 +134,7 @@ class Gaussian:
         means = total.means + (total.means - part.means) * (part.counts / safe)[:, None]
         delta = part.means - means
         weight = counts * part.counts / np.where(total.counts > 0, total.counts, 1.0)
-        scatter = total.scatter - part.scatter - self._spread(weight, delta)
+        scatter = total.scatter - part.scatter - self._kernels.spread(weight, delta)
         return GaussianStats(counts, means, scatter)
 
     def scale(self, stats: GaussianStats, factor: float) -> GaussianStats:
@@ -198,18 +145,8 @@ class Gaussian:
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, list[str]]:
         counts = stats.counts + COUNT_EPS
         d = stats.means.shape[1]
-        kind = self.covariance_type
-        if kind == "full":
-            covariances = stats.scatter / counts[:, None, None]
-            covariances[:, np.arange(d), np.arange(d)] += self.reg_covar
-        elif kind == "tied":
-            covariances = stats.scatter / counts.sum()
-            covariances.flat[:: d + 1] += self.reg_covar
-        elif kind == "diag":
-            covariances = stats.scatter / counts[:, None] + self.reg_covar
-        else:
-            covariances = stats.scatter / (counts * d) + self.reg_covar
-        covariances, chol, notes = precision_cholesky(covariances, kind)
+        covariances = self._kernels.covariances(stats.scatter, counts, d, self.reg_covar)
+        covariances, chol, notes = precision_cholesky(covariances, self.covariance_type)
         return GaussianParams(stats.means.copy(), covariances, chol), notes
 
     def expected_log_prob(self, stats: GaussianStats, params: GaussianParams) -> np.ndarray:
@@ -219,85 +156,34 @@ class Gaussian:
         ``n (log|L| − D/2 log 2π) − ½ [tr(P S) + n (m − μ)ᵀ P (m − μ)]``.
         """
         counts, means, scatter = stats
-        chol = params.precisions_cholesky
         d = means.shape[1]
-        delta = means - params.means
-        kind = self.covariance_type
-        if kind in ("full", "tied"):
-            k = len(counts)
-            chol = chol if kind == "full" else np.broadcast_to(chol, (k, d, d))
-            log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-            y = np.einsum("kji,kj->ki", chol, delta)  # Lᵀ(m − μ)
-            spread = np.square(y).sum(axis=1) * counts
-            if kind == "full":
-                trace = np.einsum("kij,kji->k", chol @ chol.transpose(0, 2, 1), scatter)
-            else:  # the pooled scatter, counted once
-                trace = np.zeros(k)
-                trace[0] = np.sum((chol[0] @ chol[0].T) * scatter)
-        elif kind == "diag":
-            precisions = np.square(chol)
-            log_det = np.log(chol).sum(axis=1)
-            spread = (precisions * np.square(delta)).sum(axis=1) * counts
-            trace = (precisions * scatter).sum(axis=1)
-        else:
-            precisions = np.square(chol)
-            log_det = d * np.log(chol)
-            spread = precisions * np.square(delta).sum(axis=1) * counts
-            trace = precisions * scatter
+        log_det, spread, trace = self._kernels.expected_terms(
+            params.precisions_cholesky, means - params.means, scatter, counts
+        )
         return counts * (log_det - 0.5 * d * LOG_2PI) - 0.5 * (trace + spread)
 
     def min_count(self, n_features: int) -> float:
         """Responsibility mass a component needs before its M-step is well defined."""
-        return {"full": n_features + 1.0, "tied": 1.0}.get(self.covariance_type, 2.0)
+        return self._kernels.min_count(n_features)
 
     # -- everything else ---------------------------------------------------------------------
 
     def n_parameters(self, params: GaussianParams) -> int:
         k, d = params.means.shape
-        covariance = {
-            "full": k * d * (d + 1) // 2,
-            "tied": d * (d + 1) // 2,
-            "diag": k * d,
-            "spherical": k,
-        }[self.covariance_type]
-        return covariance + k * d
+        return self._kernels.n_covariance_parameters(k, d) + k * d
 
     def sample(
         self, params: GaussianParams, counts: np.ndarray, rng: np.random.RandomState
     ) -> np.ndarray:
         # the same draws, in the same order, as sklearn.mixture.GaussianMixture.sample
-        kind = self.covariance_type
-        d = params.means.shape[1]
-        if kind in ("full", "tied"):
-            covariances = (
-                params.covariances if kind == "full" else [params.covariances] * len(params.means)
-            )
-            parts = [
-                rng.multivariate_normal(mean, covariance, int(n))
-                for mean, covariance, n in zip(params.means, covariances, counts, strict=True)
-            ]
-        else:
-            parts = [
-                mean + rng.standard_normal(size=(int(n), d)) * np.sqrt(covariance)
-                for mean, covariance, n in zip(
-                    params.means, params.covariances, counts, strict=True
-                )
-            ]
-        return np.vstack(parts)
+        return np.vstack(self._kernels.draw(rng, params.means, params.covariances, counts))
 
     def reseed(
         self, params: GaussianParams, component: int, row: np.ndarray, stats: GaussianStats
     ) -> GaussianParams:
         means = params.means.copy()
         means[component] = row
-        covariances = params.covariances.copy()
-        if self.covariance_type != "tied":
-            # the pooled covariance of the other components: wide enough to attract data
-            others = np.arange(len(means)) != component
-            weights = stats.counts[others] + COUNT_EPS
-            covariances[component] = np.tensordot(
-                weights / weights.sum(), covariances[others], axes=1
-            )
+        covariances = self._kernels.restart_covariance(params.covariances, component, stats.counts)
         covariances, chol, _ = precision_cholesky(covariances, self.covariance_type)
         return GaussianParams(means, covariances, chol)
 
@@ -319,35 +205,158 @@ def precision_cholesky(
     notes : list of str
         One message per repaired component.
     """
-    notes: list[str] = []
     covariances = np.array(covariances, dtype=np.float64)
     if not np.all(np.isfinite(covariances)):
         raise FloatingPointError(
             "a covariance matrix is not finite; the data may contain values too large to square "
             "in float64 — rescale the features"
         )
-    # jitter relative to the spread of the components (a component may have none at all)
-    diagonals = (
-        covariances
-        if covariance_type in ("diag", "spherical")
-        else np.diagonal(covariances, axis1=-2, axis2=-1)
-    )
-    overall = float(np.abs(diagonals).mean()) if diagonals.size else 0.0
-    if covariance_type in ("diag", "spherical"):
-        bad = covariances <= 0
-        if bad.any():
-            if overall == 0.0:
-                raise ValueError(_ZERO_SPREAD)
-            covariances[bad] = overall * 1e-10
-            components = np.unique(np.nonzero(bad)[0]) if bad.ndim > 1 else np.nonzero(bad)[0]
-            notes += [
-                f"component {k}: variance was not positive after reg_covar; set to "
-                f"{overall * 1e-10:.3g}. Increase reg_covar or remove constant features."
-                for k in components
-            ]
-        return covariances, 1.0 / np.sqrt(covariances), notes
+    return _kernels_of(covariance_type).precision_cholesky(covariances)
 
-    matrices = covariances[None] if covariance_type == "tied" else covariances
+
+def precision_cholesky_from_precisions(
+    precisions: np.ndarray, covariance_type: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Covariances and precision Cholesky factors from user precisions, as scikit-learn does."""
+    precisions = np.asarray(precisions, dtype=np.float64)
+    return _kernels_of(covariance_type).from_precisions(precisions)
+
+
+# -- what depends on the covariance type -------------------------------------------------------
+
+
+class _Kernels(NamedTuple):
+    """The functions that make one covariance type; shapes are those of its scatter."""
+
+    #: ``full`` and ``tied`` build the same features (so a pass can share them)
+    feature_key: str
+    #: number of second-order features for D features
+    n_second_order: Callable[[int], int]
+    #: ``(centred (D, B), out)``: write the second-order features of a centred block to ``out``
+    second_order: Callable[[np.ndarray, np.ndarray], None]
+    #: ``(L, μ')``: linear (K, D) and quadratic coefficients, ``log|L|`` (K,), ``‖Lᵀμ'‖²`` (K,)
+    coefficients: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+    #: ``(first, second, offsets)``: centred scatter from the moments about the reference
+    scatter: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    #: ``(weight (K,), δ (K, D))``: ``Σ weight δδᵀ`` in the shape of the scatter
+    spread: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    #: ``(scatter, counts, D, reg_covar)``: the M-step's covariances
+    covariances: Callable[[np.ndarray, np.ndarray, int, float], np.ndarray]
+    #: ``(L, m − μ, scatter, counts)``: ``log|L|``, ``n (m − μ)ᵀP(m − μ)``, ``tr(P S)`` (K,)
+    expected_terms: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
+    #: ``D``: the responsibility mass a component needs for a well-defined M-step
+    min_count: Callable[[int], float]
+    #: ``(K, D)``: free parameters of the covariances
+    n_covariance_parameters: Callable[[int, int], int]
+    #: ``(rng, means, covariances, counts)``: the rows of each component, as a list
+    draw: Callable[..., list[np.ndarray]]
+    #: ``(covariances, component, counts)``: covariances with one component's restarted
+    restart_covariance: Callable[[np.ndarray, int, np.ndarray], np.ndarray]
+    #: ``covariances`` (a finite float64 copy): ``(covariances, L, notes)``, repaired
+    precision_cholesky: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, list[str]]]
+    #: ``precisions``: ``(covariances, L)``
+    from_precisions: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _kernels_of(covariance_type: str) -> _Kernels:
+    """The functions of one covariance type."""
+    try:
+        return _KERNELS[covariance_type]
+    except KeyError:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        ) from None
+
+
+# -- shared by several types: features, Cholesky factors, draws -------------------------------
+
+
+def _products_features(centred: np.ndarray, out: np.ndarray) -> None:
+    """``x'_i x'_j`` for ``i ≤ j``, row ``i`` of the upper triangle after row ``i − 1``."""
+    d = centred.shape[0]
+    start = 0
+    for i in range(d):  # row i of the upper triangle: x_i * x_{i:}
+        np.multiply(centred[i], centred[i:], out=out[start : start + d - i])
+        start += d - i
+
+
+def _squares_features(centred: np.ndarray, out: np.ndarray) -> None:
+    np.square(centred, out=out)
+
+
+def _norm_feature(centred: np.ndarray, out: np.ndarray) -> None:
+    np.einsum("ij,ij->j", centred, centred, out=out[0])
+
+
+def _cholesky_terms(chol: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log|L|`` (K,) and ``y = Lᵀ v`` (K, D) for stacked factors ``L`` (K, D, D)."""
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    return log_det, np.einsum("kji,kj->ki", chol, vectors)
+
+
+def _per_component(chol: np.ndarray, n_components: int) -> np.ndarray:
+    """The tied factor ``L`` (D, D) repeated for every component, as a view (K, D, D)."""
+    return np.broadcast_to(chol, (n_components, *chol.shape))
+
+
+def _draw_normal(
+    rng: np.random.RandomState, means: np.ndarray, covariances: np.ndarray, counts: np.ndarray
+) -> list[np.ndarray]:
+    return [
+        rng.multivariate_normal(mean, covariance, int(n))
+        for mean, covariance, n in zip(means, covariances, counts, strict=True)
+    ]
+
+
+def _draw_independent(
+    rng: np.random.RandomState, means: np.ndarray, variances: np.ndarray, counts: np.ndarray
+) -> list[np.ndarray]:
+    d = means.shape[1]
+    return [
+        mean + rng.standard_normal(size=(int(n), d)) * np.sqrt(variance)
+        for mean, variance, n in zip(means, variances, counts, strict=True)
+    ]
+
+
+def _pool_covariance(covariances: np.ndarray, component: int, counts: np.ndarray) -> np.ndarray:
+    """The pooled covariance of the other components: wide enough to attract data."""
+    covariances = covariances.copy()
+    covariances[component] = pooled_others(covariances, component, counts)
+    return covariances
+
+
+def _overall_variance(diagonals: np.ndarray) -> float:
+    """Mean absolute variance over components and features: the scale of repairs."""
+    return float(np.abs(diagonals).mean()) if diagonals.size else 0.0
+
+
+def _variances_precision_cholesky(
+    variances: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``diag`` and ``spherical``: non-positive variances raised to a relative floor."""
+    notes: list[str] = []
+    overall = _overall_variance(variances)
+    bad = variances <= 0
+    if bad.any():
+        if overall == 0.0:
+            raise ValueError(_ZERO_SPREAD)
+        variances[bad] = overall * 1e-10
+        notes += [
+            f"component {k}: variance was not positive after reg_covar; set to "
+            f"{overall * 1e-10:.3g}. Increase reg_covar or remove constant features."
+            for k in np.unique(np.nonzero(bad)[0])
+        ]
+    return variances, 1.0 / np.sqrt(variances), notes
+
+
+def _factor_matrices(
+    matrices: np.ndarray, overall: float, name: str
+) -> tuple[np.ndarray, list[str]]:
+    """Precision Cholesky factors of covariance matrices (K, D, D), repairing them in place.
+
+    ``name`` is what a note calls matrix ``k`` (``str.format`` with ``k``).
+    """
+    notes: list[str] = []
     chol = np.empty_like(matrices)
     d = matrices.shape[-1]
     identity = np.eye(d)
@@ -367,15 +376,14 @@ def precision_cholesky(
                 except linalg.LinAlgError:
                     if jitter > scale:
                         raise
-            covariance += jitter * identity  # a view: repairs `covariances` too
-            name = "the tied covariance" if covariance_type == "tied" else f"component {k}"
+            covariance += jitter * identity  # a view: repairs `matrices` too
             notes.append(
-                f"{name}: covariance was not positive definite after reg_covar; added "
-                f"{jitter:.3g} to its diagonal. Increase reg_covar, reduce n_components, or "
-                "remove collinear features."
+                f"{name.format(k=k)}: covariance was not positive definite after reg_covar; "
+                f"added {jitter:.3g} to its diagonal. Increase reg_covar, reduce n_components, "
+                "or remove collinear features."
             )
         chol[k] = linalg.solve_triangular(factor, identity, lower=True).T
-    return covariances, (chol[0] if covariance_type == "tied" else chol), notes
+    return chol, notes
 
 
 _ZERO_SPREAD = (
@@ -384,22 +392,262 @@ _ZERO_SPREAD = (
 )
 
 
-def precision_cholesky_from_precisions(
-    precisions: np.ndarray, covariance_type: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Covariances and precision Cholesky factors from user precisions, as scikit-learn does."""
-    precisions = np.asarray(precisions, dtype=np.float64)
-    if covariance_type in ("diag", "spherical"):
-        return 1.0 / precisions, np.sqrt(precisions)
-    matrices = precisions[None] if covariance_type == "tied" else precisions
+def _variances_from_precisions(precisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return 1.0 / precisions, np.sqrt(precisions)
+
+
+def _matrices_from_precisions(precisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # an upper-triangular L with P = L Lᵀ, from the Cholesky factor of P with rows and
     # columns reversed (scikit-learn's construction, so both libraries start identically)
-    chol = np.array([_flip(linalg.cholesky(_flip(p), lower=True)) for p in matrices])
-    covariances = np.array([linalg.inv(p) for p in matrices])
-    if covariance_type == "tied":
-        return covariances[0], chol[0]
+    chol = np.array([_flip(linalg.cholesky(_flip(p), lower=True)) for p in precisions])
+    covariances = np.array([linalg.inv(p) for p in precisions])
     return covariances, chol
 
 
 def _flip(matrix: np.ndarray) -> np.ndarray:
     return matrix[::-1, ::-1]
+
+
+# -- full: one covariance matrix per component (K, D, D) ---------------------------------------
+
+
+def _full_coefficients(chol: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, ...]:
+    # y = Lᵀ μ', so μ'ᵀPμ' = ‖y‖² and Pμ' = L y
+    log_det, y = _cholesky_terms(chol, means)
+    linear = np.einsum("kij,kj->ki", chol, y)
+    precisions = chol @ chol.transpose(0, 2, 1)
+    iu0, iu1 = np.triu_indices(means.shape[1])
+    quadratic = precisions[:, iu0, iu1] * np.where(iu0 == iu1, -0.5, -1.0)
+    return linear, quadratic, log_det, np.square(y).sum(axis=1)
+
+
+def _full_scatter(first: np.ndarray, second: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    d = first.shape[1]
+    iu0, iu1 = np.triu_indices(d)
+    moments = np.zeros((first.shape[0], d, d))
+    moments[:, iu0, iu1] = second
+    moments[:, iu1, iu0] = second
+    return moments - first[:, :, None] * offsets[:, None, :]
+
+
+def _full_spread(weight: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return weight[:, None, None] * delta[:, :, None] * delta[:, None, :]
+
+
+def _full_covariances(
+    scatter: np.ndarray, counts: np.ndarray, d: int, reg_covar: float
+) -> np.ndarray:
+    covariances = scatter / counts[:, None, None]
+    covariances[:, np.arange(d), np.arange(d)] += reg_covar
+    return covariances
+
+
+def _full_expected_terms(
+    chol: np.ndarray, delta: np.ndarray, scatter: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    log_det, y = _cholesky_terms(chol, delta)  # y = Lᵀ(m − μ)
+    trace = np.einsum("kij,kji->k", chol @ chol.transpose(0, 2, 1), scatter)
+    return log_det, np.square(y).sum(axis=1) * counts, trace
+
+
+def _full_precision_cholesky(
+    covariances: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    overall = _overall_variance(np.diagonal(covariances, axis1=-2, axis2=-1))
+    chol, notes = _factor_matrices(covariances, overall, "component {k}")
+    return covariances, chol, notes
+
+
+# -- tied: one covariance matrix shared by all components (D, D) -------------------------------
+
+
+def _tied_coefficients(chol: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, ...]:
+    return _full_coefficients(_per_component(chol, len(means)), means)
+
+
+def _tied_scatter(first: np.ndarray, second: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return _full_scatter(first, second, offsets).sum(axis=0)
+
+
+def _tied_spread(weight: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return (delta * weight[:, None]).T @ delta
+
+
+def _tied_covariances(
+    scatter: np.ndarray, counts: np.ndarray, d: int, reg_covar: float
+) -> np.ndarray:
+    covariances = scatter / counts.sum()
+    covariances.flat[:: d + 1] += reg_covar
+    return covariances
+
+
+def _tied_expected_terms(
+    chol: np.ndarray, delta: np.ndarray, scatter: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    log_det, y = _cholesky_terms(_per_component(chol, len(counts)), delta)
+    trace = np.zeros(len(counts))
+    trace[0] = np.sum((chol @ chol.T) * scatter)  # the pooled scatter, counted once
+    return log_det, np.square(y).sum(axis=1) * counts, trace
+
+
+def _tied_draw(
+    rng: np.random.RandomState, means: np.ndarray, covariance: np.ndarray, counts: np.ndarray
+) -> list[np.ndarray]:
+    return _draw_normal(rng, means, [covariance] * len(means), counts)
+
+
+def _tied_restart_covariance(
+    covariance: np.ndarray, component: int, counts: np.ndarray
+) -> np.ndarray:
+    return covariance  # shared by every component: nothing of its own to restart
+
+
+def _tied_precision_cholesky(
+    covariance: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    overall = _overall_variance(np.diagonal(covariance, axis1=-2, axis2=-1))
+    chol, notes = _factor_matrices(covariance[None], overall, "the tied covariance")
+    return covariance, chol[0], notes
+
+
+def _tied_from_precisions(precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    covariances, chol = _matrices_from_precisions(precision[None])
+    return covariances[0], chol[0]
+
+
+# -- diag: one variance per component and feature (K, D) ---------------------------------------
+
+
+def _diag_coefficients(chol: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, ...]:
+    precisions = np.square(chol)
+    linear = precisions * means
+    log_det = np.log(chol).sum(axis=1)
+    return linear, -0.5 * precisions, log_det, (linear * means).sum(axis=1)
+
+
+def _diag_scatter(first: np.ndarray, second: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return second - first * offsets
+
+
+def _diag_spread(weight: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return weight[:, None] * np.square(delta)
+
+
+def _diag_covariances(
+    scatter: np.ndarray, counts: np.ndarray, d: int, reg_covar: float
+) -> np.ndarray:
+    return scatter / counts[:, None] + reg_covar
+
+
+def _diag_expected_terms(
+    chol: np.ndarray, delta: np.ndarray, scatter: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    precisions = np.square(chol)
+    log_det = np.log(chol).sum(axis=1)
+    spread = (precisions * np.square(delta)).sum(axis=1) * counts
+    return log_det, spread, (precisions * scatter).sum(axis=1)
+
+
+# -- spherical: one variance per component (K,) ------------------------------------------------
+
+
+def _spherical_coefficients(chol: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, ...]:
+    precisions = np.square(chol)
+    linear = precisions[:, None] * means
+    log_det = means.shape[1] * np.log(chol)
+    mahalanobis = precisions * np.square(means).sum(axis=1)
+    return linear, -0.5 * precisions[:, None], log_det, mahalanobis
+
+
+def _spherical_scatter(first: np.ndarray, second: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return second[:, 0] - (first * offsets).sum(axis=1)
+
+
+def _spherical_spread(weight: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return weight * np.square(delta).sum(axis=1)
+
+
+def _spherical_covariances(
+    scatter: np.ndarray, counts: np.ndarray, d: int, reg_covar: float
+) -> np.ndarray:
+    return scatter / (counts * d) + reg_covar
+
+
+def _spherical_expected_terms(
+    chol: np.ndarray, delta: np.ndarray, scatter: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    precisions = np.square(chol)
+    log_det = delta.shape[1] * np.log(chol)
+    spread = precisions * np.square(delta).sum(axis=1) * counts
+    return log_det, spread, precisions * scatter
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+_KERNELS = {
+    "full": _Kernels(
+        feature_key="quadratic",
+        n_second_order=lambda d: d * (d + 1) // 2,
+        second_order=_products_features,
+        coefficients=_full_coefficients,
+        scatter=_full_scatter,
+        spread=_full_spread,
+        covariances=_full_covariances,
+        expected_terms=_full_expected_terms,
+        min_count=lambda d: d + 1.0,
+        n_covariance_parameters=lambda k, d: k * d * (d + 1) // 2,
+        draw=_draw_normal,
+        restart_covariance=_pool_covariance,
+        precision_cholesky=_full_precision_cholesky,
+        from_precisions=_matrices_from_precisions,
+    ),
+    "tied": _Kernels(
+        feature_key="quadratic",
+        n_second_order=lambda d: d * (d + 1) // 2,
+        second_order=_products_features,
+        coefficients=_tied_coefficients,
+        scatter=_tied_scatter,
+        spread=_tied_spread,
+        covariances=_tied_covariances,
+        expected_terms=_tied_expected_terms,
+        min_count=lambda d: 1.0,
+        n_covariance_parameters=lambda k, d: d * (d + 1) // 2,
+        draw=_tied_draw,
+        restart_covariance=_tied_restart_covariance,
+        precision_cholesky=_tied_precision_cholesky,
+        from_precisions=_tied_from_precisions,
+    ),
+    "diag": _Kernels(
+        feature_key="diag",
+        n_second_order=lambda d: d,
+        second_order=_squares_features,
+        coefficients=_diag_coefficients,
+        scatter=_diag_scatter,
+        spread=_diag_spread,
+        covariances=_diag_covariances,
+        expected_terms=_diag_expected_terms,
+        min_count=lambda d: 2.0,
+        n_covariance_parameters=lambda k, d: k * d,
+        draw=_draw_independent,
+        restart_covariance=_pool_covariance,
+        precision_cholesky=_variances_precision_cholesky,
+        from_precisions=_variances_from_precisions,
+    ),
+    "spherical": _Kernels(
+        feature_key="spherical",
+        n_second_order=lambda d: 1,
+        second_order=_norm_feature,
+        coefficients=_spherical_coefficients,
+        scatter=_spherical_scatter,
+        spread=_spherical_spread,
+        covariances=_spherical_covariances,
+        expected_terms=_spherical_expected_terms,
+        min_count=lambda d: 2.0,
+        n_covariance_parameters=lambda k, d: k,
+        draw=_draw_independent,
+        restart_covariance=_pool_covariance,
+        precision_cholesky=_variances_precision_cholesky,
+        from_precisions=_variances_from_precisions,
+    ),
+}
+assert tuple(_KERNELS) == COVARIANCE_TYPES

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _counts
-from ._base import COUNT_EPS
+from ._base import COUNT_EPS, finite_mean
 from .gaussian import LOG_2PI, precision_cholesky
 
 
@@ -67,14 +67,7 @@ class GroupedGaussian:
     def reference(self, X: np.ndarray) -> np.float64:
         if X.size == 0:
             return np.float64(0.0)
-        with np.errstate(invalid="ignore", over="ignore"):
-            reference = X.mean(dtype=np.float64)
-        if not np.isfinite(reference):
-            # the kernel reports the non-finite rows in their own block; centre on the others
-            finite = np.isfinite(X).all(axis=1)
-            reference = X[finite].mean(dtype=np.float64) if finite.any() else 0.0
-            reference = np.nan_to_num(reference, nan=0.0, posinf=0.0, neginf=0.0)
-        return np.float64(reference)
+        return np.float64(finite_mean(X))
 
     def features(
         self, X: np.ndarray, reference: np.float64, out: np.ndarray | None = None

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from . import _counts
-from ._counts import CountStats
+from ._counts import CountFamily, CountStats
 
 
 class MultinomialParams(NamedTuple):
@@ -40,7 +40,7 @@ class MultinomialParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Multinomial:
+class Multinomial(CountFamily):
     """Multinomial count vectors, or independent categorical labels with ``n_categories``.
 
     Parameters
@@ -68,9 +68,6 @@ class Multinomial:
         return np.asarray(X).T[:, None, :] == np.arange(self.n_categories)[None, :, None]
 
     # -- E-step ------------------------------------------------------------------------------
-
-    def reference(self, X: np.ndarray) -> None:
-        return None
 
     def features(
         self, X: np.ndarray, reference: None, out: np.ndarray | None = None
@@ -125,20 +122,6 @@ class Multinomial:
             )
         return None
 
-    # -- statistics --------------------------------------------------------------------------
-
-    def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> CountStats:
-        return CountStats(counts, sums)
-
-    def merge(self, a: CountStats, b: CountStats) -> CountStats:
-        return _counts.add(a, b)
-
-    def subtract(self, total: CountStats, part: CountStats) -> CountStats:
-        return _counts.subtract(total, part)
-
-    def scale(self, stats: CountStats, factor: float) -> CountStats:
-        return _counts.scale(stats, factor)
-
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: CountStats) -> tuple[MultinomialParams, list[str]]:
@@ -152,10 +135,6 @@ class Multinomial:
         """Probabilities at least ``min_probability``, renormalised over the categories."""
         probabilities = np.maximum(probabilities, self.min_probability)
         return probabilities / probabilities.sum(axis=-1, keepdims=True)
-
-    def expected_log_prob(self, stats: CountStats, params: MultinomialParams) -> np.ndarray:
-        """``Σ r log p_k(x)`` without the base measure, per component (K,), from statistics."""
-        return _counts.expected_log_prob(self, params, stats)
 
     # -- everything else ---------------------------------------------------------------------
 
@@ -183,14 +162,8 @@ class Multinomial:
             lambda p, n: rng.multinomial(self.n_trials, p, size=n), params.probabilities, counts
         )
 
-    def reseed(
-        self, params: MultinomialParams, component: int, row: np.ndarray, stats: CountStats
-    ) -> MultinomialParams:
+    def row_parameters(self, row: np.ndarray) -> np.ndarray:
+        """The category probabilities of one data row: its shares, or its labels one-hot."""
         if self.n_categories is None:
-            row_probabilities = _counts.ratio(row, np.sum(row))
-        else:
-            row_probabilities = self._one_hot(row[None])[:, :, 0].astype(np.float64)
-        values = _counts.blend_toward_row(
-            params.probabilities, component, row_probabilities, stats.counts, self.regularize
-        )
-        return MultinomialParams(values)
+            return _counts.ratio(row, np.sum(row))
+        return self._one_hot(row[None])[:, :, 0].astype(np.float64)

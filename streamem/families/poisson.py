@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _counts
-from ._counts import CountStats
+from ._counts import CountFamily, CountStats
 
 
 class PoissonParams(NamedTuple):
@@ -27,7 +27,7 @@ class PoissonParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Poisson:
+class Poisson(CountFamily):
     """Components of independent Poisson counts.
 
     Parameters
@@ -42,14 +42,6 @@ class Poisson:
 
     # -- E-step ------------------------------------------------------------------------------
 
-    def reference(self, X: np.ndarray) -> None:
-        return None
-
-    def features(
-        self, X: np.ndarray, reference: None, out: np.ndarray | None = None
-    ) -> np.ndarray:
-        return _counts.as_features(X, out=out)
-
     def coefficients(
         self, params: PoissonParams, reference: None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -61,20 +53,6 @@ class Poisson:
     def check_block(self, X: np.ndarray) -> str | None:
         return _counts.check_counts(X, "Poisson counts must be non-negative integers")
 
-    # -- statistics --------------------------------------------------------------------------
-
-    def finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> CountStats:
-        return CountStats(counts, sums)
-
-    def merge(self, a: CountStats, b: CountStats) -> CountStats:
-        return _counts.add(a, b)
-
-    def subtract(self, total: CountStats, part: CountStats) -> CountStats:
-        return _counts.subtract(total, part)
-
-    def scale(self, stats: CountStats, factor: float) -> CountStats:
-        return _counts.scale(stats, factor)
-
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: CountStats) -> tuple[PoissonParams, list[str]]:
@@ -84,14 +62,7 @@ class Poisson:
         """Rates raised to at least ``min_rate``."""
         return np.maximum(rates, self.min_rate)
 
-    def expected_log_prob(self, stats: CountStats, params: PoissonParams) -> np.ndarray:
-        """``Σ r log p_k(x)`` without the base measure, per component (K,), from statistics."""
-        return _counts.expected_log_prob(self, params, stats)
-
     # -- everything else ---------------------------------------------------------------------
-
-    def n_parameters(self, params: PoissonParams) -> int:
-        return params.rates.size
 
     def sample(
         self, params: PoissonParams, counts: np.ndarray, rng: np.random.RandomState
@@ -99,11 +70,3 @@ class Poisson:
         return _counts.draw_rows(
             lambda rates, n: rng.poisson(rates, size=(n, rates.size)), params.rates, counts
         )
-
-    def reseed(
-        self, params: PoissonParams, component: int, row: np.ndarray, stats: CountStats
-    ) -> PoissonParams:
-        values = _counts.blend_toward_row(
-            params.rates, component, row, stats.counts, self.regularize
-        )
-        return PoissonParams(values)

@@ -13,8 +13,7 @@ from streamem import GaussianMixture
 from streamem.drivers.init import INIT_PARAMS
 from streamem.families.gaussian import COVARIANCE_TYPES
 
-from .conftest import make_blobs
-from .test_gaussian_family import assert_close
+from ..conftest import assert_close, make_blobs
 
 
 def start_from(X, kind, seed=0):

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from streamem import GaussianMixture, ModelFileError, load
 from streamem.datasets import make_mixture
 
-from .test_gaussian_family import assert_close
+from ..conftest import assert_close
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from dask.callbacks import Callback
 from sklearn.exceptions import ConvergenceWarning
 
 from streamem import GaussianMixture
 from streamem.engines import DaskEngine, NumpyEngine
 from streamem.families.gaussian import COVARIANCE_TYPES
 
-from .conftest import make_blobs
-from .test_gaussian_family import assert_close
+from ..conftest import CountComputes, assert_close, make_blobs
 
 N = 3000
 UNEQUAL = (1, 900, 13, 700, 86, 1000, 300)  # seven unequal chunks
@@ -78,15 +76,6 @@ def test_distributed_cluster_equals_numpy(data, cluster_client):
     reference = fitted(data, "full")
     assert_same_model(on_cluster, reference)
     np.testing.assert_array_equal(labels, reference.predict(data))
-
-
-class CountComputes(Callback):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def _start(self, dsk):
-        self.count += 1
 
 
 def test_one_compute_per_iteration(data):

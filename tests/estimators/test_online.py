@@ -12,8 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from streamem import GaussianMixture, load
 from streamem.drivers.stepwise import Schedule
 
-from .conftest import make_blobs
-from .test_gaussian_family import assert_close
+from ..conftest import assert_close, make_blobs
 
 
 @pytest.fixture(scope="module")

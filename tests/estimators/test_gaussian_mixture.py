@@ -14,8 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamem import DegenerateComponentWarning, GaussianMixture, Iteration
 
-from .conftest import make_blobs
-from .test_gaussian_family import assert_close
+from ..conftest import assert_close, make_blobs
 
 EXPECTED_FAILED_CHECKS = {
     # EM with weights equals EM on repeated rows from the same start (see

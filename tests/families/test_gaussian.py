@@ -1,12 +1,11 @@
-"""The Gaussian family: densities, statistics algebra and the M-step, against known answers."""
+"""The Gaussian family: densities, statistics and the M-step, against known answers."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from scipy import stats as scipy_stats
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky_from_precisions
 
@@ -19,6 +18,8 @@ from streamem.families.gaussian import (
     precision_cholesky,
     precision_cholesky_from_precisions,
 )
+
+from ..conftest import assert_close
 
 
 def random_params(covariance_type: str, k: int, d: int, seed: int = 0, offset: float = 0.0):
@@ -48,14 +49,6 @@ def dense_covariance(params: GaussianParams, covariance_type: str, k: int) -> np
         "diag": lambda: np.diag(c[k]),
         "spherical": lambda: np.eye(d) * c[k],
     }[covariance_type]()
-
-
-def assert_close(actual, desired, rtol, scale=None):
-    """Agreement relative to the scale of ``desired`` (so near-zero entries don't dominate)."""
-    actual, desired = np.asarray(actual), np.asarray(desired)
-    if scale is None:
-        scale = np.max(np.abs(desired)) if desired.size else 0.0
-    np.testing.assert_allclose(actual, desired, rtol=0, atol=rtol * max(scale, 1e-300))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -109,75 +102,11 @@ def test_one_hot_m_step_is_per_cluster_mle(covariance_type):
     assert_close(params.covariances, expected, 1e-11)
 
 
-# -- the algebra of statistics -----------------------------------------------------------------
+# -- statistics (their merge algebra, for every family, is in test_merge_algebra.py) -----------
 
 
 def stats_of(family, X, resp):
     return stats_from_responsibilities(family, X, resp)
-
-
-def assert_stats_close(a, b, X, rtol=1e-9, scale_of=None):
-    """Each field agrees relative to its own scale (or ``scale_of``'s field's).
-
-    Fields near zero (the scatter of nearly constant data) are compared on a floor of 1e-6
-    times their natural scale from the data (1, max|x|, n·max|x|²).
-    """
-    big = max(np.abs(X).max(), 1.0)
-    floors = (1.0, big, len(X) * big**2)
-    scale_of = b if scale_of is None else scale_of
-    for x, y, ref, floor in zip(a, b, scale_of, floors, strict=True):
-        assert_close(x, y, rtol, max(np.max(np.abs(ref)), 1e-6 * floor))
-
-
-finite_rows = arrays(
-    np.float64,
-    st.tuples(st.integers(2, 30), st.just(3)),
-    elements=st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False),
-)
-
-
-def split_data(X, seed):
-    rng = np.random.RandomState(seed)
-    resp = rng.dirichlet(np.ones(2), size=len(X))
-    cut = rng.randint(1, len(X))
-    return resp, cut
-
-
-@settings(max_examples=60, deadline=None)
-@given(X=finite_rows, seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(COVARIANCE_TYPES))
-def test_merge_of_parts_is_stats_of_union(X, seed, kind):
-    family = Gaussian(kind)
-    resp, cut = split_data(X, seed)
-    whole = stats_of(family, X, resp)
-    a = stats_of(family, X[:cut], resp[:cut])
-    b = stats_of(family, X[cut:], resp[cut:])
-    assert_stats_close(family.merge(a, b), whole, X)
-    assert_stats_close(family.merge(b, a), whole, X)  # commutative
-    assert_stats_close(family.subtract(whole, b), a, X, rtol=1e-7, scale_of=whole)
-
-
-@settings(max_examples=60, deadline=None)
-@given(X=finite_rows, seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(COVARIANCE_TYPES))
-def test_merge_is_associative(X, seed, kind):
-    family = Gaussian(kind)
-    rng = np.random.RandomState(seed)
-    resp = rng.dirichlet(np.ones(2), size=len(X))
-    i, j = np.sort(rng.choice(np.arange(1, len(X)), size=2, replace=len(X) < 3))
-    parts = [stats_of(family, X[s], resp[s]) for s in (slice(0, i), slice(i, j), slice(j, None))]
-    left = family.merge(family.merge(parts[0], parts[1]), parts[2])
-    right = family.merge(parts[0], family.merge(parts[1], parts[2]))
-    assert_stats_close(left, right, X)
-
-
-@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
-def test_scale_equals_weighted_rows(kind):
-    rng = np.random.RandomState(4)
-    X = rng.normal(size=(20, 3))
-    resp = rng.dirichlet(np.ones(2), size=20)
-    family = Gaussian(kind)
-    assert_stats_close(
-        family.scale(stats_of(family, X, resp), 2.5), stats_of(family, X, resp * 2.5), X, 1e-12
-    )
 
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
@@ -217,3 +146,21 @@ def test_precisions_init_matches_sklearn(kind):
         ours, _compute_precision_cholesky_from_precisions(precisions, kind, xp=np), rtol=1e-12
     )
     assert_close(covariances, params.covariances, 1e-10)
+
+
+def test_reference_skips_non_finite_rows_without_warnings():
+    """The kernel reports non-finite rows itself; the chunk's centre comes from the others."""
+    family = Gaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(family.reference(np.array([[np.inf, 1.0]])), [0.0, 0.0])
+        X = np.array([[np.nan, 1.0], [2.0, 3.0], [4.0, 5.0]])
+        np.testing.assert_array_equal(family.reference(X), [3.0, 4.0])
+        np.testing.assert_array_equal(family.reference(np.zeros((0, 2))), [0.0, 0.0])
+
+
+def test_unknown_covariance_type_is_named():
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        Gaussian("banana").feature_key  # noqa: B018
+    with pytest.raises(ValueError, match="got 'banana'"):
+        precision_cholesky(np.eye(2), "banana")

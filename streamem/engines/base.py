@@ -1,0 +1,59 @@
+"""What the drivers need from an engine, and the choice of engine for some data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..estep import EStepResult
+from ..families._base import Mixture
+
+
+class Engine(Protocol):
+    """Runs the chunk kernel over the row chunks of some data (in memory, Dask, a cluster).
+
+    A *chunk task* is any function ``func(chunk, weights, *args, row_offset)``; the engine
+    runs it where the chunk is and returns only its (small) result.
+    """
+
+    @property
+    def n_rows(self) -> int: ...
+
+    @property
+    def n_features(self) -> int: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    def n_chunks(self) -> int: ...
+
+    @property
+    def chunk_rows(self) -> list[int]:
+        """Rows in each chunk, in order."""
+        ...
+
+    @property
+    def parallelism(self) -> int:
+        """How many chunks run at once."""
+        ...
+
+    def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
+        """One pass over the data: the merged E-step result of every model."""
+        ...
+
+    def estep_chunks(
+        self, models: tuple[Mixture, ...], indices: list[int] | None = None
+    ) -> list[EStepResult]:
+        """The E-step results of the chunks at ``indices`` (all by default), not merged."""
+        ...
+
+    def apply_chunk(self, index: int, func: Callable[..., Any], *args: Any) -> Any:
+        """The chunk task ``func`` on chunk ``index``."""
+        ...
+
+    def sample(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows (and their weights) at sorted ``indices``."""
+        ...

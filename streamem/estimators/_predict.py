@@ -1,0 +1,168 @@
+"""Using a fitted model: predictions, scores, information criteria, sampling, saving."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..estep import chunk_predict, chunk_predict_proba, chunk_score_samples, map_rows
+from ..sources import is_lazy
+
+
+class PredictMixin:
+    """The methods of a fitted streamem estimator that read data without fitting."""
+
+    def _map_rows(self, X: Any, kernel: Any, n_columns: int | None, dtype: Any, name: str) -> Any:
+        check_is_fitted(self)
+        return map_rows(
+            self._rows(X, reset=False), kernel, self._get_model(), n_columns, dtype, name
+        )
+
+    def predict(self, X: Any) -> Any:
+        """The most probable component of each row.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            Component labels (lazy for Dask input).
+        """
+        return self._map_rows(X, chunk_predict, None, np.int64, "labels")
+
+    def predict_proba(self, X: Any) -> Any:
+        """Posterior probability of each component for each row.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
+            Responsibilities (lazy for Dask input).
+        """
+        return self._map_rows(
+            X, chunk_predict_proba, self.n_components, np.float64, "responsibilities"
+        )
+
+    def score_samples(self, X: Any) -> Any:
+        """Log-likelihood of each row under the mixture.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        log_prob : ndarray or dask.array.Array of shape (n_samples,)
+            ``log p(x)`` of each row (lazy for Dask input).
+        """
+        return self._map_rows(X, chunk_score_samples, None, np.float64, "log_likelihood")
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` (computed, also for Dask input).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        return self._total_log_likelihood(X)[0]
+
+    def _total_log_likelihood(self, X: Any) -> tuple[float, int]:
+        """Mean log-likelihood of the rows of ``X`` and their number, opening ``X`` once."""
+        scores = self.score_samples(X)
+        scores = getattr(scores, "data", scores)  # xarray → its array
+        mean = scores.mean().compute() if is_lazy(scores) else np.mean(scores)
+        return float(mean), scores.shape[0]
+
+    def _n_parameters(self) -> int:
+        model = self._get_model()
+        return model.family.n_parameters(model.params) + model.n_components - 1
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion of the model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        bic : float
+        """
+        score, n = self._total_log_likelihood(X)
+        return -2 * score * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion of the model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        aic : float
+        """
+        score, n = self._total_log_likelihood(X)
+        return -2 * score * n + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw random rows from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The rows, grouped by component.
+        y : ndarray of shape (n_samples,)
+            The component each row was drawn from.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least "
+                "one sample."
+            )
+        model = self._get_model()
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, model.weights)
+        X = model.family.sample(model.params, counts, rng)
+        y = np.repeat(np.arange(model.n_components), counts)
+        return X, y
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted model (and any running state) to a file, atomically, without pickle.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write; :func:`streamem.load` reads it back.
+        """
+        from ..io import save
+
+        check_is_fitted(self)
+        save(self, path)
