@@ -1,5 +1,6 @@
 """streamem: expectation-maximization for mixture models on data bigger than memory."""
 
+from ._atomic import remove_stale_temporaries
 from .datasets import make_discrete_mixture, make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import (
@@ -32,6 +33,7 @@ __all__ = [
     "make_discrete_mixture",
     "make_mixture",
     "open_rows",
+    "remove_stale_temporaries",
     "select_n_components",
     "to_zarr",
 ]

@@ -8,10 +8,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+# What marks a directory as a Zarr store (v3, or v2 group / array).
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
 def _remove(path: Path) -> None:
@@ -40,6 +45,49 @@ def _remove_settled(path: Path, quiet: float = 0.6, limit: float = 60.0) -> None
         time.sleep(0.05)
 
 
+def _temporary_name(target: Path, kind: str) -> Path:
+    """``.NAME.KIND-HOST-PID-RANDOM`` next to ``target``: whose it is, to tell stale ones."""
+    host = socket.gethostname().replace("-", "_") or "host"
+    return target.with_name(f".{target.name}.{kind}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Remove what interrupted writes to ``target`` left behind; return what was removed.
+
+    A temporary is stale when the process that made it, on this host, has ended (a killed
+    job). Temporaries of running processes, and of other hosts, are left alone.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    host = socket.gethostname().replace("-", "_") or "host"
+    removed = []
+    for kind in ("tmp", "old"):
+        for candidate in target.parent.glob(f".{target.name}.{kind}-*"):
+            owner, _, rest = candidate.name[len(target.name) + len(kind) + 3 :].partition("-")
+            pid = rest.partition("-")[0]
+            if owner == host and pid.isdigit() and not _is_alive(int(pid)):
+                _remove(candidate)
+                removed.append(candidate)
+    if removed:
+        warnings.warn(
+            f"removed {len(removed)} temporary file(s) left next to {str(target)!r} by an "
+            f"interrupted write: {', '.join(p.name for p in removed)}",
+            stacklevel=3,
+        )
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike, *, overwrite: bool = False, directory: bool = False
@@ -48,7 +96,8 @@ def atomic_path(
 
     On an exception the temporary file or directory is removed and ``path`` is untouched.
     ``directory`` says what is written: a file never replaces a directory, nor a directory a
-    file, whatever ``overwrite`` says.
+    file, and a directory replaces only a Zarr store, whatever ``overwrite`` says.
+    Temporaries that killed writes to ``path`` left behind are removed first, with a warning.
 
     Raises
     ------
@@ -71,8 +120,14 @@ def atomic_path(
         )
     if target.exists() and not overwrite:
         raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it.")
+    if target.is_dir() and not any((target / name).exists() for name in ZARR_MARKERS):
+        raise IsADirectoryError(
+            f"{str(target)!r} is a directory but not a Zarr store; streamem replaces only "
+            "stores. Give another path."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
+    remove_stale_temporaries(target)
+    temporary = _temporary_name(target, "tmp")
     try:
         yield temporary
     except BaseException:
@@ -80,7 +135,7 @@ def atomic_path(
         raise
     if target.exists():
         # rename the old one aside first, so the new one appears in a single rename
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+        old = _temporary_name(target, "old")
         os.replace(target, old)
         os.replace(temporary, target)
         _remove(old)

@@ -100,6 +100,9 @@ class Checkpoint:
         kind, content = read_archive(self.path)
         if kind != "checkpoint":
             raise ModelFileError(f"{self.path!r} holds a {kind}, not a checkpoint")
+        expected_keys = {"fingerprint", "algorithm", "progress", "rng", "sample"}
+        if not isinstance(content, dict) or set(content) != expected_keys:
+            raise ModelFileError(f"{self.path!r} is not a complete streamem checkpoint")
         saved = content["fingerprint"]
         if saved != self.expected:
             raise ValueError(
@@ -121,6 +124,7 @@ class Checkpoint:
                 "rng": list(rng.get_state()),
                 "sample": sample,
             },
+            overwrite=True,
         )
 
     def remove(self) -> None:

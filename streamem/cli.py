@@ -247,19 +247,22 @@ def _open_data(path: str) -> Any:
     return path
 
 
-def _check_model_output(path: str | None) -> None:
-    """Refuse a directory as the model file before any work is done (it is never replaced)."""
+def _check_output(path: str | None, overwrite: bool) -> None:
+    """Refuse, before any work is done, an output file that exists (without --overwrite) or
+    is a directory (never replaced)."""
     if path and os.path.isdir(path):
         raise UsageError(
-            f"{path!r} is a directory; the model is written to a file: give a file name, "
+            f"{path!r} is a directory; the output is a file: give a file name, "
             f"for example {os.path.join(path, 'model.streamem')!r}"
         )
+    if path and os.path.exists(path) and not overwrite:
+        raise UsageError(f"{path!r} exists; pass --overwrite to replace it")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
-    _check_model_output(args.output)
+    _check_output(args.output, args.overwrite)
     if args.checkpoint:
         if os.path.exists(args.checkpoint) and not args.resume:
             raise UsageError(
@@ -274,7 +277,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with _scheduler(args):
         model.fit(_open_data(args.data))
     seconds = time.perf_counter() - start
-    model.save(args.output)
+    model.save(args.output, overwrite=args.overwrite)
     summary = {**_summary(model, seconds), "model": args.output}
     if args.summary:
         with open(args.summary, "w") as handle:
@@ -302,13 +305,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from .io import load
 
-    _check_model_output(args.output)
+    if args.output:
+        _check_output(args.output, args.overwrite)
     model = load(args.model)
     before = getattr(model, "n_steps_", 0)
     with _scheduler(args):
         model.partial_fit(_open_data(args.data))
     target = args.output or args.model
-    model.save(target)
+    model.save(target, overwrite=True)  # checked above, or the model updated in place
     summary = {**_summary(model), "n_steps": model.n_steps_, "model": target}
     _output(
         args,
@@ -342,21 +346,26 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
-    _check_model_output(args.output)
+    _check_output(args.output, args.overwrite)
+    _check_output(args.plot, args.overwrite)
     options.pop("n_components")
     with _scheduler(args):
         selection = select_n_components(
             cls(**options), _open_data(args.data), args.k, criterion=args.criterion
         )
     if args.output:
-        selection.best_estimator_.save(args.output)
+        selection.best_estimator_.save(args.output, overwrite=args.overwrite)
     if args.plot:
         import matplotlib
 
         matplotlib.use("Agg")
+        from ._atomic import atomic_path
         from .plotting import plot_selection
 
-        plot_selection(selection).savefig(args.plot, dpi=100, bbox_inches="tight")
+        with atomic_path(args.plot, overwrite=True) as temporary:  # checked up front
+            plot_selection(selection).savefig(
+                temporary, dpi=100, bbox_inches="tight", format="png"
+            )
     summary = {
         "criterion": args.criterion,
         "best_n_components": selection.best_estimator_.n_components,
@@ -371,6 +380,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from . import plotting
+    from ._atomic import atomic_path
     from .io import load
 
     model = load(args.model)
@@ -384,11 +394,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
         figures[f"histogram_feature{i}"] = plotting.plot_1d(model, rows, feature=i)
         if rows.shape[1] > max(i, j):
             figures[f"scatter_features{i}_{j}"] = plotting.plot_2d(model, rows, (i, j))
+    paths = {name: os.path.join(args.out, f"{name}.png") for name in figures}
+    for path in paths.values():
+        _check_output(path, args.overwrite)
     written = []
     for name, figure in figures.items():
-        path = os.path.join(args.out, f"{name}.png")
-        figure.savefig(path, dpi=args.dpi, bbox_inches="tight")
-        written.append(path)
+        with atomic_path(paths[name], overwrite=True) as temporary:
+            figure.savefig(temporary, dpi=args.dpi, bbox_inches="tight", format="png")
+        written.append(paths[name])
     _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
     return 0
 
@@ -542,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--summary", help="also write a JSON summary to this file")
     fit.add_argument("--checkpoint", help="save the fit's state here after every iteration")
     fit.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     fit.add_argument(
         "--persist",
         action="store_true",
@@ -569,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("model")
     update.add_argument("data")
     update.add_argument("-o", "--output", help="write the updated model here (default: MODEL)")
+    update.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     _common(update)
     update.set_defaults(run=cmd_update)
 
@@ -590,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--features", type=_range, default=[0, 1], help="two features: 0,1")
     plot.add_argument("--sample", type=_count(1), default=5000, help="rows of DATA to plot")
     plot.add_argument("--dpi", type=_count(1), default=100)
+    plot.add_argument("--overwrite", action="store_true", help="replace existing figures")
     _common(plot)
     plot.set_defaults(run=cmd_plot)
 
@@ -599,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--criterion", default="bic", choices=["bic", "aic"])
     select.add_argument("-o", "--output", help="save the best model to this file")
     select.add_argument("--plot", help="write BIC/AIC against K to this PNG file")
+    select.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _model_options(select)
     _common(select)
     select.set_defaults(run=cmd_select, components=None)

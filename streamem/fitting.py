@@ -19,12 +19,17 @@ from sklearn.utils import check_random_state
 
 from .checkpoint import Checkpoint
 from .drivers import DRIVERS, Outcome, Reporter, Settings
-from .drivers.batch import start_progress
+from .drivers.batch import BatchProgress, start_progress
 from .drivers.common import Progress
+from .drivers.incremental import IncrementalProgress
 from .drivers.init import InitSample, initial_models
-from .drivers.stepwise import StepwiseState
+from .drivers.stepwise import OnlineProgress, StepwiseState
 from .engines import Engine
 from .families._base import Family, Mixture
+from .io import ModelFileError
+
+# What each driver saves in a checkpoint.
+PROGRESS = {"batch": BatchProgress, "online": OnlineProgress, "incremental": IncrementalProgress}
 
 
 def _unchanged(model: Mixture | None) -> Mixture | None:
@@ -142,9 +147,16 @@ def fit_plans(
     sample = InitSample(engine, init_size, rng)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        rng.set_state(tuple(saved["rng"]))
-        sample.restore(saved["sample"])
         start = saved["progress"]
+        try:
+            if not isinstance(start, PROGRESS[algorithm]):
+                raise TypeError(f"its progress is a {type(start).__name__}")
+            rng.set_state(tuple(saved["rng"]))
+            sample.restore(saved["sample"])
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise ModelFileError(
+                f"the checkpoint {checkpoint.path!r} is damaged ({exc}); delete it to start over"
+            ) from exc
         sizes = [1 if plan.previous is not None else plan.n_init for plan in plans]
     else:
         models = [starting_models(plan, engine, sample, rng) for plan in plans]

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ._atomic import atomic_path
+from .sources import checksummed
 
 FORMAT = "streamem-model"
 FORMAT_VERSION = 1
@@ -256,8 +257,11 @@ def decode(value: Any, arrays: Mapping[str, np.ndarray], where: str = "content")
 # -- files -----------------------------------------------------------------------------------
 
 
-def write_archive(path: str | os.PathLike, kind: str, content: dict[str, Any]) -> None:
-    """Write ``content`` (JSON-able with arrays) as a versioned archive, atomically."""
+def write_archive(
+    path: str | os.PathLike, kind: str, content: dict[str, Any], *, overwrite: bool = False
+) -> None:
+    """Write ``content`` (JSON-able with arrays) as a versioned archive, atomically; an
+    existing file is replaced only with ``overwrite``, a directory never."""
     arrays: dict[str, np.ndarray] = {}
     manifest = {
         "format": FORMAT,
@@ -265,7 +269,7 @@ def write_archive(path: str | os.PathLike, kind: str, content: dict[str, Any]) -
         "kind": kind,
         "content": encode(content, arrays, "value"),
     }
-    with atomic_path(path, overwrite=True) as temporary:
+    with atomic_path(path, overwrite=overwrite) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=True))
             for key, array in arrays.items():
@@ -407,7 +411,7 @@ def read_archive(path: str | os.PathLike) -> tuple[str, Any]:
             return manifest["kind"], decode(manifest["content"], arrays)
 
 
-def save(estimator: Any, path: str | os.PathLike) -> None:
+def save(estimator: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Save a fitted estimator (parameters, fitted attributes and any running state).
 
     Parameters
@@ -415,7 +419,9 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     estimator : MixtureEstimator
         A fitted streamem estimator.
     path : str or path-like
-        The file to write (a file there is replaced atomically; a directory never is).
+        The file to write.
+    overwrite : bool, default=False
+        Replace an existing file (atomically); a directory is never replaced.
     """
     params = {
         k: v
@@ -429,6 +435,7 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
         path,
         "estimator",
         {"class": _qualified(type(estimator)), "params": params, "fitted": fitted},
+        overwrite=overwrite,
     )
 
 
@@ -759,15 +766,29 @@ def to_zarr(
 
     name = name or _default_name(result)
     path = os.fspath(path)
+    codecs = checksummed(np.dtype(result.dtype))
     with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
         if type(result).__module__.startswith("xarray."):
-            result.to_dataset(name=name).to_zarr(str(temporary), mode="w", consolidated=False)
+            result.to_dataset(name=name).to_zarr(
+                str(temporary),
+                mode="w",
+                consolidated=False,
+                encoding={name: {"compressors": codecs}},
+            )
         else:
             dims = ("sample", "component")[: np.ndim(result)]
             if isinstance(result, da.Array):
                 zarr.open_group(str(temporary), mode="w")
-                da.to_zarr(result, str(temporary), component=name, dimension_names=dims)
+                da.to_zarr(
+                    result,
+                    str(temporary),
+                    component=name,
+                    dimension_names=dims,
+                    compressors=codecs,
+                )
             else:
                 group = zarr.open_group(str(temporary), mode="w")
-                group.create_array(name, data=np.asarray(result), dimension_names=dims)
+                group.create_array(
+                    name, data=np.asarray(result), dimension_names=dims, compressors=codecs
+                )
     return f"{path.rstrip('/')}/{name}"

@@ -83,3 +83,17 @@ def test_differences_are_named(tmp_path):
     assert "n_rows (saved 900, now 600)" in message
     assert "saved from store a, now store b" in message
     assert "delete this file to start over" in message
+
+
+def test_a_tampered_checkpoint_is_a_model_file_error(tmp_path):
+    from streamem import ModelFileError
+    from streamem.io import read_archive, write_archive
+
+    X = make_blobs(900, 3, 3)
+    path = tmp_path / "fit.ckpt"
+    interrupted(X, path)
+    kind, content = read_archive(path)
+    for damage in ({"progress": [1, 2]}, {"rng": ["MT19937", 5]}, {"sample": None, "x": 1}):
+        write_archive(path, kind, {**content, **damage}, overwrite=True)
+        with pytest.raises(ModelFileError, match="checkpoint"):
+            GaussianMixture(3, random_state=0, tol=0, max_iter=6, checkpoint=str(path)).fit(X)

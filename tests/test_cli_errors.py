@@ -37,6 +37,12 @@ CASES = {
     "fit-huge-values": ("fit {f}/huge.npy -o {f}/h.streamem", "rescale the features"),
     "fit-truncated-npy": ("fit {f}/cut.npy -o {f}/c.streamem", "may be truncated"),
     "fit-into-directory": ("fit {f}/data.zarr/data -o {f}/results", "is a directory"),
+    "fit-exists": ("fit {f}/data.zarr/data -o {f}/model.streamem", "pass --overwrite"),
+    "select-exists": ("select {f}/data.zarr/data -o {f}/model.streamem", "pass --overwrite"),
+    "update-output-exists": (
+        "update {f}/model.streamem {f}/data.zarr/data -o {f}/garbage.streamem",
+        "pass --overwrite",
+    ),
     "fit-covariance": ("fit {f}/data.zarr/data --covariance-type banana", "invalid choice"),
     "predict-bad-model": (
         "predict {f}/garbage.streamem {f}/data.zarr --out {f}/l.zarr",

@@ -52,3 +52,11 @@ def test_discrete_stores_are_checksummed_too(tmp_path):
     make_discrete_mixture(path, 1000, 4, 2, "bernoulli", chunk_rows=250, seed=0)
     codecs = [type(c).__name__ for c in zarr.open_array(f"{path}/data").metadata.codecs]
     assert "Crc32cCodec" in codecs
+
+
+def test_predictions_written_by_to_zarr_are_checksummed(tmp_path):
+    from streamem import to_zarr
+
+    written = to_zarr(np.linspace(0, 1, 100), tmp_path / "scores.zarr")
+    codecs = [type(c).__name__ for c in zarr.open_array(written).metadata.codecs]
+    assert "Crc32cCodec" in codecs

@@ -154,15 +154,17 @@ class PredictMixin:
         y = np.repeat(np.arange(model.n_components), counts)
         return X, y
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Save the fitted model (and any running state) to a file, atomically, without pickle.
 
         Parameters
         ----------
         path : str or path-like
             The file to write; :func:`streamem.load` reads it back.
+        overwrite : bool, default=False
+            Replace an existing file (a directory is never replaced).
         """
         from ..io import save
 
         check_is_fitted(self)
-        save(self, path)
+        save(self, path, overwrite=overwrite)
