@@ -107,6 +107,44 @@ def _replace(families: tuple, total: EStepResult, old: EStepResult, new: EStepRe
     return EStepResult(stats, total.log_likelihood, total.weight, total.n_rows)
 
 
+def _constants(models: tuple, result: EStepResult) -> np.ndarray:
+    """Each model's part of a chunk's free energy that its statistics do not give: the
+    log-likelihood minus the expected complete-data log-likelihood (entropy, base measure)."""
+    return np.array(
+        [
+            result.log_likelihood[i] - expected_complete_log_likelihood(model, result.stats[i])
+            for i, model in enumerate(models)
+        ]
+    )
+
+
+def _free_energy(models: tuple, total: EStepResult, constants: np.ndarray) -> np.ndarray:
+    """Each model's free energy per unit of row weight, from the summed statistics."""
+    return np.array(
+        [
+            (expected_complete_log_likelihood(m, total.stats[i]) + constants[:, i].sum())
+            / total.weight
+            for i, m in enumerate(models)
+        ]
+    )
+
+
+def _m_steps(models: tuple, total: EStepResult, settings: Settings, reporter: Reporter) -> tuple:
+    out = []
+    for i, model in enumerate(models):
+        new, notes = m_step(
+            model,
+            total.stats[i],
+            total.n_rows,
+            total.weight,
+            learn_weights=settings.learn_weights,
+            reseed_rows=settings.reseed_rows,
+        )
+        reporter.repairs(notes)
+        out.append(new)
+    return tuple(out)
+
+
 class IncrementalProgress(NamedTuple):
     """An incremental fit after ``n_pass`` complete passes (a checkpoint)."""
 
@@ -164,33 +202,7 @@ def fit_incremental(
 
     def record(index: int, result: EStepResult, current: tuple) -> None:
         chunks[index] = result
-        for i, model in enumerate(current):
-            expected = expected_complete_log_likelihood(model, result.stats[i])
-            constants[index, i] = result.log_likelihood[i] - expected
-
-    def step(total: EStepResult, current: tuple) -> tuple:
-        out = []
-        for i, model in enumerate(current):
-            new, notes = m_step(
-                model,
-                total.stats[i],
-                total.n_rows,
-                total.weight,
-                learn_weights=settings.learn_weights,
-                reseed_rows=settings.reseed_rows,
-            )
-            reporter.repairs(notes)
-            out.append(new)
-        return tuple(out)
-
-    def free_energy(total: EStepResult, current: tuple) -> np.ndarray:
-        return np.array(
-            [
-                (expected_complete_log_likelihood(m, total.stats[i]) + constants[:, i].sum())
-                / total.weight
-                for i, m in enumerate(current)
-            ]
-        )
+        constants[index] = _constants(current, result)
 
     rng = settings.rng
     group = max(1, int(getattr(engine, "parallelism", 1)))
@@ -209,10 +221,10 @@ def fit_incremental(
                     total = merge_results(families, total, new)
                 visited[j] = True
                 record(j, new, models)
-            models = step(total, models)
+            models = _m_steps(models, total, settings, reporter)
         # re-add the chunks from scratch once per pass, so subtraction errors never build up
         total = tree_merge(families, [chunks[j] for j in range(engine.n_chunks)], 8)
-        bound = free_energy(total, models)
+        bound = _free_energy(models, total, constants)
         for i, history in enumerate(histories):
             history.append(float(bound[i]))
             reporter.iteration(i, n_pass, history[-1], bound[i] - previous[i], models[i])

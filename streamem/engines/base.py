@@ -57,3 +57,21 @@ class Engine(Protocol):
     def sample(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows (and their weights) at sorted ``indices``."""
         ...
+
+
+class ArrayEngine:
+    """What engines over a 2-D array ``X`` share: its shape and dtype."""
+
+    X: Any
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype

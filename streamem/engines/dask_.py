@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..estep import EStepResult, chunk_estep, merge_results
 from ..families._base import Mixture
 from ._blas import single_threaded_blas
+from .base import ArrayEngine
 from .numpy_ import default_threads
 
 LOCAL_THREADS_PER_CORE = 2
@@ -68,7 +69,7 @@ def _local_threads(scheduler: Any) -> bool:
     return (get_scheduler(scheduler=scheduler) or dask.threaded.get) is dask.threaded.get
 
 
-class DaskEngine:
+class DaskEngine(ArrayEngine):
     """Map the chunk kernel over the row chunks of a Dask array and tree-reduce the results.
 
     Parameters
@@ -133,18 +134,6 @@ class DaskEngine:
             return dask.compute(*collections, **options)
         with ChunkProgress(self.n_chunks):
             return dask.compute(*collections, **options)
-
-    @property
-    def n_rows(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.X.dtype
 
     def graph(self, models: tuple[Mixture, ...]) -> dask.delayed:
         """The lazy E-step of one pass: chunk tasks, then the merge tree."""

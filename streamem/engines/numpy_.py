@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..estep import EStepResult, chunk_estep, tree_merge
 from ..families._base import Mixture
 from ._blas import single_threaded_blas
+from .base import ArrayEngine
 
 # Rows per chunk are chosen so that the pool has a few chunks per thread to balance, and
 # chunks are not so small that Python overhead shows.
@@ -35,7 +36,7 @@ def physical_memory() -> int:
         return 16 << 30
 
 
-class NumpyEngine:
+class NumpyEngine(ArrayEngine):
     """Map the chunk kernel over row chunks of an in-memory array and merge the results.
 
     Parameters
@@ -72,18 +73,6 @@ class NumpyEngine:
         self.bounds = [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
         self.split_every = split_every
         self.progress = progress
-
-    @property
-    def n_rows(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.X.dtype
 
     def _chunk(self, bounds: tuple[int, int], models: tuple[Mixture, ...]) -> EStepResult:
         start, stop = bounds
