@@ -145,6 +145,10 @@ def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
     for name in ("means_", "covariances_", "probabilities_", "rates_"):
         if hasattr(model, name):
             summary[name.rstrip("_")] = getattr(model, name)
+    state = getattr(model, "stepwise_state_", None)
+    history = getattr(model, "update_history_", None)
+    summary["n_rows_seen"] = float(state.weight_seen) if state is not None else None
+    summary["n_updates"] = 0 if history is None else len(history["n_rows"])
     if seconds is not None:
         summary["seconds"] = round(seconds, 3)
     return summary
@@ -157,6 +161,11 @@ def _describe(model: Any) -> str:
         f"converged: {model.converged_} after {model.n_iter_} iterations; "
         f"mean log-likelihood {model.lower_bound_:.6f}",
     ]
+    state = getattr(model, "stepwise_state_", None)
+    history = getattr(model, "update_history_", None)
+    if state is not None:
+        updates = 0 if history is None else len(history["n_rows"])
+        lines.append(f"rows seen: {state.weight_seen:,.0f}; updates since the fit: {updates}")
     with np.printoptions(precision=4, suppress=True, linewidth=100):
         lines.append(f"weights: {np.asarray(model.weights_)}")
         for name in ("means_", "probabilities_", "rates_"):
@@ -303,22 +312,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    from .drivers.stepwise import parameter_change
+    from .estimators import mixture_of
     from .io import load
 
     if args.output:
         _check_output(args.output, args.overwrite)
     model = load(args.model)
-    before = getattr(model, "n_steps_", 0)
+    if args.half_life is not None:
+        model.set_params(half_life=args.half_life, half_life_unit=args.half_life_unit)
+    steps = getattr(model, "n_steps_", 0)
+    data = _open_data(args.data)
     with _scheduler(args):
-        model.partial_fit(_open_data(args.data))
-    target = args.output or args.model
-    model.save(target, overwrite=True)  # checked above, or the model updated in place
-    summary = {**_summary(model), "n_steps": model.n_steps_, "model": target}
+        old = mixture_of(model)
+        before = model.score(data)
+        model.partial_fit(data)
+        after = model.score(data)
+    change = parameter_change(old, mixture_of(model))
+    target = None if args.dry_run else (args.output or args.model)
+    if target is not None:
+        model.save(target, overwrite=True)  # checked above, or the model updated in place
+    summary = {
+        **_summary(model),
+        "n_steps": model.n_steps_,
+        "log_likelihood_before": before,
+        "log_likelihood_after": after,
+        "largest_change": change,
+        "model": target,
+    }
+    saved = "not saved (--dry-run)" if target is None else f"saved to {target}"
     _output(
         args,
         summary,
-        f"{_describe(model)}\n{model.n_steps_ - before} stepwise update(s) "
-        f"({model.n_steps_} in all); saved to {target}",
+        f"{_describe(model)}\n{model.n_steps_ - steps} stepwise update(s) "
+        f"({model.n_steps_} in all), {summary['n_rows_seen']:,.0f} rows seen\n"
+        f"mean log-likelihood of the new data: {before:.6f} before, {after:.6f} after "
+        f"({after - before:+.3g}); largest relative parameter change {change:.3g}\n{saved}",
     )
     return 0
 
@@ -387,6 +416,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     figures = {"lower_bound": plotting.plot_lower_bound(model)}
     figures["parameters"] = plotting.plot_parameters(model)
+    if getattr(model, "update_history_", None) is not None:
+        figures["updates"] = plotting.plot_updates(model)
     if args.data and hasattr(model, "covariance_type"):
         with _scheduler(args):
             rows = plotting.sample_rows(_open_data(args.data), args.sample)
@@ -584,6 +615,17 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("data")
     update.add_argument("-o", "--output", help="write the updated model here (default: MODEL)")
     update.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    update.add_argument(
+        "--dry-run", action="store_true", help="show what the update changes; save nothing"
+    )
+    update.add_argument(
+        "--half-life",
+        type=float,
+        help="forget old data: they weigh half after this many rows (or updates) arrive",
+    )
+    update.add_argument(
+        "--half-life-unit", default="rows", choices=["rows", "updates"], help="what it counts"
+    )
     _common(update)
     update.set_defaults(run=cmd_update)
 
@@ -628,7 +670,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (``streamem info m | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UsageError, ValueError, OSError, TypeError, ArithmeticError) as exc:
         if args.debug:
             raise

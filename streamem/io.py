@@ -45,7 +45,9 @@ from ._atomic import atomic_path
 from .sources import checksummed
 
 FORMAT = "streamem-model"
-FORMAT_VERSION = 1
+# 2: fitted models carry the statistics of their data (``stepwise_state_``) and an
+#    ``update_history_``; version 1 files load, and update from scratch with a warning.
+FORMAT_VERSION = 2
 MANIFEST = "model.json"
 
 #: Largest ``model.json`` read, in bytes.

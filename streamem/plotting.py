@@ -281,3 +281,35 @@ def plot_parameters(model: Any, ax: Any = None) -> Any:
     ax.set_xlabel("feature")
     ax.set_title(f"{type(model).__name__}: {name.rstrip('_')}")
     return fig
+
+
+def plot_updates(model: Any) -> Any:
+    """How a model changed over its updates: drift you can see.
+
+    Top: the mean log-likelihood of each new batch under the model *before* it was folded in
+    (a falling curve is data the model no longer explains: drift). Bottom: the component
+    weights after each update. Drawn from ``update_history_`` (kept by
+    :meth:`~streamem.GaussianMixture.partial_fit` and ``streamem update``).
+    """
+    history = getattr(model, "update_history_", None)
+    if history is None or not len(history["n_rows"]):
+        raise ValueError(
+            f"this {type(model).__name__} has no updates to show: update_history_ is filled by "
+            "partial_fit (or `streamem update`) after a fit"
+        )
+    fig, (top, bottom) = _pyplot().subplots(2, 1, figsize=(7, 5), sharex=True)
+    updates = np.arange(1, len(history["n_rows"]) + 1)
+    top.plot(updates, history["log_likelihood"], marker="o", markersize=3)
+    top.set_ylabel("mean log-likelihood\nof the new rows")
+    top.set_title(f"{type(model).__name__}: {len(updates)} updates")
+    top.grid(alpha=0.3)
+    weights = np.asarray(history["weights"])
+    for k in range(weights.shape[1]):
+        bottom.plot(updates, weights[:, k], label=f"component {k}")
+    bottom.set_ylabel("weight")
+    bottom.set_xlabel("update")
+    bottom.grid(alpha=0.3)
+    if weights.shape[1] <= 10:
+        bottom.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig

@@ -159,6 +159,7 @@ def test_update_plot_and_checkpoint_flags(store, tmp_path):
         "parameters.png",
         "histogram_feature0.png",
         "scatter_features0_2.png",
+        "updates.png",  # the model was updated above
     }
     assert all(os.path.getsize(p) > 2000 for p in written)
 
@@ -272,3 +273,25 @@ def test_fit_output_onto_a_directory_keeps_the_directory(store, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "is a directory" in result.stderr and "Traceback" not in result.stderr
     assert (results / "notes.txt").read_text() == "keep me"
+
+
+def test_update_reports_the_change_and_dry_run_writes_nothing(store, tmp_path):
+    model = tmp_path / "m.streamem"
+    assert run("fit", f"{store}/data", "-k", "3", "-o", str(model), "--quiet").returncode == 0
+    saved = model.read_bytes()
+    result = run("update", str(model), f"{store}/data", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["model"] is None and model.read_bytes() == saved
+    assert summary["n_rows_seen"] == 40_000 and summary["n_updates"] == 1
+    assert summary["log_likelihood_after"] >= summary["log_likelihood_before"] - 1e-3
+    assert 0 <= summary["largest_change"] < 0.05
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.streamem"]
+
+    result = run("update", str(model), f"{store}/data", "--half-life", "5000")
+    assert result.returncode == 0, result.stderr
+    assert "largest relative parameter change" in result.stdout
+    updated = load(model)
+    assert updated.half_life == 5000 and len(updated.update_history_["n_rows"]) == 1
+    info = run("info", str(model))
+    assert "rows seen: 40,000; updates since the fit: 1" in info.stdout

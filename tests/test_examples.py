@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "scripts" / "examples"
@@ -67,3 +68,20 @@ def test_digits_bernoulli():
     (seconds,) = numbers(r"in (\S+) s\n", out)
     purity, rand_index = numbers(r"purity (\S+), adjusted Rand index (\S+)", out)
     assert seconds < 20 and purity > 0.7 and rand_index > 0.5
+
+
+def test_updating_a_model(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "updating_a_model.py"), str(tmp_path / "u.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    first, last = numbers(r"day 0: (\S+), day 39: (\S+)\n", result.stdout)
+    assert last < first - 0.2  # drift shows as a falling log-likelihood of new data
+    counting = numbers(r"counting model \[\s*(\S+)\s+(\S+)\s*\]", result.stdout)
+    forgetting = numbers(r"half-life model \[\s*(\S+)\s+(\S+)\s*\]", result.stdout)
+    truth = [4.85, 4.1]
+    assert np.hypot(*np.subtract(forgetting, truth)) < np.hypot(*np.subtract(counting, truth))
+    assert (tmp_path / "u.png").stat().st_size > 10_000

@@ -75,3 +75,16 @@ def test_sample_rows_reads_lazy_sources_uniformly(data):
     assert rows.shape == (400, 3)
     assert {tuple(r) for r in rows} <= {tuple(r) for r in data}
     assert plotting.sample_rows(data, n=10_000).shape == data.shape
+
+
+def test_updates_figure(data, tmp_path):
+    model = GaussianMixture(3, random_state=0).fit(data[:2000])
+    with pytest.raises(ValueError, match="no updates to show"):
+        plotting.plot_updates(model)
+    for batch in np.array_split(data[2000:], 4):
+        model.partial_fit(batch)
+    figure = plotting.plot_updates(model)
+    top, bottom = figure.axes
+    assert len(top.lines[0].get_xdata()) == 4
+    assert len(bottom.lines) == 3
+    assert_png(figure, tmp_path / "updates.png")

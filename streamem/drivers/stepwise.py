@@ -194,6 +194,18 @@ def state_from_fit(model: Mixture, stats: Any, weight: float, n_steps: int = 0) 
     )
 
 
+def parameter_change(before: Mixture, after: Mixture) -> float:
+    """The largest change of any parameter between two models, relative to the scale of
+    that parameter (its largest absolute value before), weights included."""
+    change = 0.0
+    pairs = zip((before.weights, *before.params), (after.weights, *after.params), strict=True)
+    for old, new in pairs:
+        old, new = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+        scale = max(float(np.abs(old).max(initial=0.0)), np.finfo(float).tiny)
+        change = max(change, float(np.abs(new - old).max(initial=0.0)) / scale)
+    return change
+
+
 def reported_models(state: StepwiseState, *, learn_weights: bool = True) -> tuple:
     """The models to expose: the averaged ones where averaging has started, else the iterates."""
     out = []

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_chunk_size, check_float, check_int, check_option
 from ..checkpoint import Checkpoint, fingerprint
-from ..drivers import Outcome, Schedule, Settings, best_result
+from ..drivers import Outcome, Schedule, Settings, best_result, stepwise
 from ..drivers.init import INIT_PARAMS
 from ..engines import Engine, make_engine
 from ..families._base import Family, Mixture
@@ -31,6 +31,7 @@ from ._online import OnlineMixin
 from ._predict import PredictMixin
 
 ALGORITHMS = ("batch", "online", "incremental")
+HALF_LIFE_UNITS = ("rows", "updates")
 ONLINE_BATCH_SIZE = 10_000  # rows per stepwise update when fitting a whole source online
 
 
@@ -94,6 +95,9 @@ class MixtureEstimator(OnlineMixin, PredictMixin, DensityMixin, BaseEstimator):
             check_float(
                 "learning_rate", self.learning_rate, owner, low=0.0, high=1.0, low_open=True
             )
+        if self.half_life is not None:
+            check_float("half_life", self.half_life, owner, low=0.0, low_open=True)
+        check_option("half_life_unit", self.half_life_unit, HALF_LIFE_UNITS, owner)
 
     def _rows(self, X: Any, *, reset: bool, min_rows: int = 1) -> Rows:
         rows = open_rows(
@@ -145,7 +149,11 @@ class MixtureEstimator(OnlineMixin, PredictMixin, DensityMixin, BaseEstimator):
             learn_weights=bool(self.learn_weights),
             store=self.incremental_store,
             schedule=Schedule(
-                float(self.learning_decay), float(self.learning_offset), self.learning_rate
+                float(self.learning_decay),
+                float(self.learning_offset),
+                self.learning_rate,
+                self.half_life,
+                self.half_life_unit,
             ),
             batch_size=self.batch_size or batch_size,
             average=average
@@ -199,9 +207,16 @@ class MixtureEstimator(OnlineMixin, PredictMixin, DensityMixin, BaseEstimator):
 
     def _finish(self, outcome: Outcome) -> None:
         """Keep the best of the outcome's results as the fitted model, as scikit-learn does."""
-        if outcome.state is not None:
-            self._keep_stepwise_state(outcome.state)
         best = best_result(outcome.results)
+        for name in ("stepwise_state_", "n_steps_", "update_history_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if best.stats is not None and best.weight > 0:
+            # the statistics of the data at the fitted parameters: what updates continue from
+            n_steps = outcome.state.n_steps if outcome.state is not None else 0
+            self._keep_stepwise_state(
+                stepwise.state_from_fit(best.model, best.stats, best.weight, n_steps)
+            )
         self._set_model(best.model)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter

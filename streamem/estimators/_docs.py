@@ -47,6 +47,12 @@ SHARED_PARAMETERS = """\
     learning_rate : float, default=None
         A constant step size η ∈ (0, 1] instead of the decaying one: old data are forgotten
         geometrically, which follows a drifting stream.
+    half_life : float, default=None
+        Forget old data for drifting streams: in stepwise updates, data weigh half as much
+        after ``half_life`` more rows (or updates, see ``half_life_unit``) have arrived.
+        Takes precedence over the default schedule, not over ``learning_rate``.
+    half_life_unit : {'rows', 'updates'}, default='rows'
+        What ``half_life`` counts.
     average : bool or int, default=False
         Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
         (``True``), or once that many rows have been seen (an int, as in scikit-learn's
@@ -83,6 +89,14 @@ SHARED_ATTRIBUTES = """\
         Feature names, when ``X`` had string column names.
     n_steps_ : int
         Stepwise updates made (``online`` fits and :meth:`partial_fit`).
+    stepwise_state_ : StepwiseState
+        What :meth:`partial_fit` continues from: the model's sufficient statistics (per unit
+        of row weight) and the row weight they stand for; after ``fit``, those of the data
+        at the fitted parameters.
+    update_history_ : dict of ndarray
+        One entry per :meth:`partial_fit` after a fit (the last 1000): ``n_rows``,
+        ``log_likelihood`` (mean, of the new rows under the model before the update),
+        ``change`` (largest relative parameter change) and ``weights``.
 """
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from typing import Any, Self
 
+import numpy as np
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from ..drivers import Iteration, Reporter, stepwise
 from ..drivers.init import InitSample
+from ..families._base import Mixture
 from ..fitting import starting_models
 from ..sources import labelled
+
+# Updates kept in ``update_history_``.
+MAX_HISTORY = 1000
 
 
 class OnlineMixin:
@@ -66,6 +72,15 @@ class OnlineMixin:
         first = not hasattr(self, "stepwise_state_")
         if first:
             self._check_parameters()
+            if hasattr(self, "weights_"):
+                warnings.warn(
+                    f"this {type(self).__name__} carries no statistics of the data it was "
+                    "fitted to (it was saved by streamem 0.1, or fitted with max_iter=0), so "
+                    "the update starts a new model from this batch; fit it again with this "
+                    "streamem to update it in place.",
+                    UserWarning,
+                    stacklevel=3,
+                )
         rows = self._rows(X, reset=first, min_rows=1)
         with labelled(rows.label):
             engine = self._engine(rows.data, sample_weight, whole=True)
@@ -82,14 +97,31 @@ class OnlineMixin:
                 engine, state, stepwise.Options.from_settings(self._settings())
             )
         Reporter().repairs(outcome.notes)  # only now: a rejected batch changes nothing
+        before = None if first else self._get_model()
         self._keep_stepwise_state(outcome.state)
         models = stepwise.reported_models(outcome.state, learn_weights=self.learn_weights)
         self._set_model(models[0])
+        total, weight = float(outcome.log_likelihood[0]), outcome.weight
         self.converged_ = False
         self.n_iter_ = outcome.state.n_steps
-        self.lower_bound_ = float(outcome.log_likelihood[0]) / outcome.weight
+        self.lower_bound_ = total / weight
         self.lower_bounds_ = [*getattr(self, "lower_bounds_", [])[-999:], self.lower_bound_]
-        return float(outcome.log_likelihood[0]), outcome.weight
+        if before is not None:
+            self._record_update(before, models[0], rows.data.shape[0], total / weight)
+        return total, weight
+
+    def _record_update(self, before: Mixture, after: Mixture, n_rows: int, score: float) -> None:
+        """Append to ``update_history_`` (the last ``MAX_HISTORY`` updates are kept)."""
+        entry = {
+            "n_rows": np.array([n_rows]),
+            "log_likelihood": np.array([score]),
+            "change": np.array([stepwise.parameter_change(before, after)]),
+            "weights": after.weights[None, :].copy(),
+        }
+        history = getattr(self, "update_history_", None)
+        if history is not None:
+            entry = {k: np.concatenate([history[k], v])[-MAX_HISTORY:] for k, v in entry.items()}
+        self.update_history_ = entry
 
     def fit_stream(self, blocks: Any, sample_weights: Any = None) -> Self:
         """Fit by stepwise EM over a stream of blocks of rows (``partial_fit`` on each).
@@ -111,10 +143,9 @@ class OnlineMixin:
             The fitted estimator.
         """
         self._check_parameters()
-        if not self.warm_start:
-            for name in ("stepwise_state_", "n_steps_"):
-                if hasattr(self, name):
-                    delattr(self, name)
+        if not self.warm_start:  # a new model: forget every fitted attribute
+            for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+                delattr(self, name)
         repeatable = callable(blocks) or isinstance(blocks, list | tuple)
         passes = (self.max_passes or self.max_iter) if repeatable else 1
         history: list[float] = []

@@ -212,6 +212,8 @@ class BernoulliMixture(_CountsMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -242,6 +244,8 @@ class BernoulliMixture(_CountsMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist
@@ -357,6 +361,8 @@ class BinomialMixture(_CountsMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -389,6 +395,8 @@ class BinomialMixture(_CountsMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist
@@ -529,6 +537,8 @@ class MultinomialMixture(_CountsMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -561,6 +571,8 @@ class MultinomialMixture(_CountsMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist
@@ -682,6 +694,8 @@ class PoissonMixture(_CountsMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -712,6 +726,8 @@ class PoissonMixture(_CountsMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist
@@ -810,6 +826,8 @@ class GroupedGaussianMixture(_ParamsMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -841,6 +859,8 @@ class GroupedGaussianMixture(_ParamsMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist

@@ -118,6 +118,8 @@ class GaussianMixture(MixtureEstimator):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         learning_rate: float | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "rows",
         average: bool = False,
         incremental_store: str | None = None,
         persist: bool | str = False,
@@ -150,6 +152,8 @@ class GaussianMixture(MixtureEstimator):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.learning_rate = learning_rate
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
         self.average = average
         self.incremental_store = incremental_store
         self.persist = persist
