@@ -1,13 +1,17 @@
 """streamem vs scikit-learn on in-memory data: seconds per EM iteration and peak memory.
 
 Both fit the same data from the same initial parameters (``weights_init``, ``means_init``,
-``precisions_init``) with ``tol=0``. Seconds per iteration are the difference between fits of
-``1 + ITERATIONS`` and ``1`` iterations, divided by ``ITERATIONS``, so the fixed costs (input
-validation, scikit-learn's initial k-means and final E-step) cancel; the median of ``REPEATS``
-runs is reported. Peak memory above the data is measured separately with ``tracemalloc``
-(NumPy reports its allocations to it) over one fit of two iterations.
+``precisions_init``) with ``tol=0``. ``BayesianGaussianMixture`` has no initial parameters:
+both draw their initial responsibilities with ``init_params='random_from_data'`` and the same
+seed (streamem from its initialisation sample of ``init_size`` rows, the default 100 000).
+Seconds per iteration are the difference between fits of ``1 + ITERATIONS`` and ``1``
+iterations, divided by ``ITERATIONS``, so the fixed costs (input validation, initialisation,
+scikit-learn's final E-step) cancel; the median of ``REPEATS`` runs is reported. Peak memory
+above the data is measured separately with ``tracemalloc`` (NumPy reports its allocations to
+it) over one fit of two iterations.
 
-Run: ``python scripts/bench_inmemory.py [--quick]``
+Run: ``python scripts/bench_inmemory.py [--quick] [--bayesian]`` (``--bayesian``: only the
+``BayesianGaussianMixture`` rows)
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
-from streamem import GaussianMixture
+from streamem import BayesianGaussianMixture, GaussianMixture
 
 CASES = [  # (n_samples, n_features, n_components, covariance_type)
     (1_000_000, 16, 8, "full"),
@@ -31,6 +36,12 @@ CASES = [  # (n_samples, n_features, n_components, covariance_type)
     (200_000, 64, 16, "full"),
     (1_000_000, 64, 64, "diag"),
 ]
+BAYESIAN_CASES = [
+    (1_000_000, 16, 8, "full"),
+    (1_000_000, 16, 8, "diag"),
+    (100_000, 32, 16, "full"),
+]
+BAYESIAN = (BayesianGaussianMixture, SklearnBayesianGaussianMixture)
 
 
 def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
@@ -58,8 +69,10 @@ def initial_parameters(X: np.ndarray, k: int, kind: str) -> dict:
 
 
 def fit(cls, X, k, kind, start, max_iter):
+    if cls in BAYESIAN:  # the same initial responsibilities: the same rows, drawn by one seed
+        start = {"init_params": "random_from_data", "random_state": 0}
     extra = {"init_params": "random_from_data"} if cls is SklearnGaussianMixture else {}
-    model = cls(k, covariance_type=kind, tol=0, max_iter=max_iter, **start, **extra)
+    model = cls(n_components=k, covariance_type=kind, tol=0, max_iter=max_iter, **start, **extra)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
@@ -94,28 +107,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/10 of the rows, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--bayesian", action="store_true", help="only BayesianGaussianMixture")
     args = parser.parse_args()
     scale, repeats = (10, 1) if args.quick else (1, args.repeats)
 
     header = (
-        f"{'N':>9} {'D':>3} {'K':>3} {'type':>5} | {'s/iter streamem':>15} "
+        f"{'N':>9} {'D':>3} {'K':>3} {'type':>8} | {'s/iter streamem':>15} "
         f"{'s/iter sklearn':>14} {'speed-up':>8} | {'MiB streamem':>12} {'MiB sklearn':>11} "
         f"{'ratio':>6}"
     )
     print(header)
     print("-" * len(header))
-    for n, d, k, kind in CASES:
+    rows = [] if args.bayesian else [(case, GaussianMixture) for case in CASES]
+    rows += [(case, BayesianGaussianMixture) for case in BAYESIAN_CASES]
+    for (n, d, k, kind), cls in rows:
+        peer = SklearnBayesianGaussianMixture if cls in BAYESIAN else SklearnGaussianMixture
         n //= scale
         X = make_data(n, d, k)
-        start = initial_parameters(X, k, kind)
-        ours = seconds_per_iteration(GaussianMixture, X, k, kind, start, args.iterations, repeats)
-        theirs = seconds_per_iteration(
-            SklearnGaussianMixture, X, k, kind, start, args.iterations, repeats
-        )
-        mem_ours = peak_memory(GaussianMixture, X, k, kind, start)
-        mem_theirs = peak_memory(SklearnGaussianMixture, X, k, kind, start)
+        start = {} if cls in BAYESIAN else initial_parameters(X, k, kind)
+        ours = seconds_per_iteration(cls, X, k, kind, start, args.iterations, repeats)
+        theirs = seconds_per_iteration(peer, X, k, kind, start, args.iterations, repeats)
+        mem_ours = peak_memory(cls, X, k, kind, start)
+        mem_theirs = peak_memory(peer, X, k, kind, start)
+        label = f"{kind}{'+VB' if cls in BAYESIAN else ''}"
         print(
-            f"{n:>9} {d:>3} {k:>3} {kind:>5} | {ours:>15.3f} {theirs:>14.3f} "
+            f"{n:>9} {d:>3} {k:>3} {label:>8} | {ours:>15.3f} {theirs:>14.3f} "
             f"{theirs / ours:>7.2f}x | {mem_ours:>12.1f} {mem_theirs:>11.1f} "
             f"{mem_ours / mem_theirs:>6.3f}",
             flush=True,

@@ -4,6 +4,7 @@ from ._atomic import remove_stale_temporaries
 from .datasets import make_discrete_mixture, make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import (
+    BayesianGaussianMixture,
     BernoulliMixture,
     BinomialMixture,
     GaussianMixture,
@@ -13,11 +14,12 @@ from .estimators import (
 )
 from .io import ModelFileError, load, to_zarr
 from .selection import Selection, select_n_components
-from .sources import open_rows
+from .sources import open_rows, open_zarr
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "BinomialMixture",
     "DegenerateComponentWarning",
@@ -33,6 +35,7 @@ __all__ = [
     "make_discrete_mixture",
     "make_mixture",
     "open_rows",
+    "open_zarr",
     "remove_stale_temporaries",
     "select_n_components",
     "to_zarr",

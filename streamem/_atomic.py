@@ -141,3 +141,64 @@ def atomic_path(
         _remove(old)
     else:
         os.replace(temporary, target)
+
+
+@contextlib.contextmanager
+def remote_atomic_path(
+    url: str, *, overwrite: bool = False, storage_options: dict | None = None
+) -> Iterator[str]:
+    """Yield a temporary URL next to the Zarr store ``url`` on an object store; on success
+    copy it into place — chunks first, array metadata next, the root metadata last, so the
+    store opens only when complete — and remove it.
+
+    Object stores have no rename. Replacing a store (``overwrite``) removes the old one just
+    before the copy; only a Zarr store is ever replaced. Temporaries that killed writes from
+    this host left behind are removed first, as on a local disk.
+    """
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    root = root.rstrip("/")
+    parent, _, leaf = root.rpartition("/")
+    if fs.exists(root):
+        if not any(fs.exists(f"{root}/{marker}") for marker in ZARR_MARKERS):
+            raise IsADirectoryError(
+                f"{url!r} holds objects but not a Zarr store; streamem replaces only stores. "
+                "Give another path."
+            )
+        if not overwrite:
+            raise FileExistsError(f"{url!r} exists; pass overwrite=True to replace it.")
+    host = socket.gethostname().replace("-", "_") or "host"
+    stale = []
+    for candidate in fs.glob(f"{parent}/.{leaf}.tmp-*"):
+        owner, _, rest = candidate.rpartition("/")[2][len(leaf) + 6 :].partition("-")
+        pid = rest.partition("-")[0]
+        if owner == host and pid.isdigit() and not _is_alive(int(pid)):
+            fs.rm(candidate, recursive=True)
+            stale.append(candidate)
+    if stale:
+        warnings.warn(
+            f"removed {len(stale)} temporary prefix(es) left next to {url!r} by an "
+            f"interrupted write: {', '.join(stale)}",
+            stacklevel=3,
+        )
+    temporary = f"{parent}/.{leaf}.tmp-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"{protocol}://{temporary}"
+        keys = sorted(fs.find(temporary))
+        metadata = {"zarr.json", ".zarray", ".zgroup", ".zattrs"}
+
+        def order(key: str) -> tuple[int, str]:
+            relative = key[len(temporary) + 1 :]
+            if relative.rpartition("/")[2] not in metadata:
+                return 0, relative  # chunks
+            return (2 if "/" not in relative else 1), relative  # root metadata last
+
+        if overwrite and fs.exists(root):
+            fs.rm(root, recursive=True)
+        for key in sorted(keys, key=order):
+            fs.copy(key, f"{root}/{key[len(temporary) + 1 :]}")
+    finally:
+        if fs.exists(temporary):
+            fs.rm(temporary, recursive=True)

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from argparse import SUPPRESS
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -34,7 +35,12 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (the usage is behind ``--help``)."""
+    """An argument parser whose errors are one line (the usage is behind ``--help``) and
+    whose help shows every default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -87,6 +93,17 @@ def _bytes(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected a positive size such as 64MiB, got {text!r}")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _chunk_size(text: str) -> int | str:
     """An argparse type: rows per chunk (a positive whole number) or bytes (64MiB)."""
     return _count(1)(text) if text.lstrip("-").isdigit() else _bytes(text)
@@ -111,7 +128,12 @@ def _scheduler(args: argparse.Namespace) -> Iterator[None]:
     if kind != "local" or not count.isdigit():
         raise UsageError(f"--cluster expects 'local:N', got {cluster_spec!r}")
     with (
-        LocalCluster(n_workers=int(count), threads_per_worker=1, dashboard_address=None) as lc,
+        LocalCluster(
+            n_workers=int(count),
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=logging.ERROR if args.quiet else logging.WARNING,
+        ) as lc,
         Client(lc),
     ):
         yield
@@ -155,11 +177,12 @@ def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
 
 
 def _describe(model: Any) -> str:
+    bound = "ELBO per row" if hasattr(model, "weight_concentration_") else "mean log-likelihood"
     lines = [
         f"{type(model).__name__}: {model.n_components} components, "
         f"{model.n_features_in_} features",
         f"converged: {model.converged_} after {model.n_iter_} iterations; "
-        f"mean log-likelihood {model.lower_bound_:.6f}",
+        f"{bound} {model.lower_bound_:.6f}",
     ]
     state = getattr(model, "stepwise_state_", None)
     history = getattr(model, "update_history_", None)
@@ -178,7 +201,18 @@ def _describe(model: Any) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from dask.utils import parse_bytes
+
     from .datasets import make_discrete_mixture, make_mixture
+
+    args.out = args.output or args.out
+    if not args.out:
+        raise UsageError("give the store to write: streamem generate -o STORE")
+    if isinstance(args.chunk_size, str):
+        itemsize = np.dtype(args.dtype).itemsize if args.family == "gaussian" else 8
+        args.chunk_rows = max(1, parse_bytes(args.chunk_size) // (args.features * itemsize))
+    else:
+        args.chunk_rows = args.chunk_size
 
     if args.family == "gaussian":
         truth = make_mixture(
@@ -189,7 +223,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             args.covariance_type,
             dtype=args.dtype,
             chunk_rows=args.chunk_rows,
-            seed=args.seed,
+            seed=args.random_state,
             overwrite=args.overwrite,
         )
     else:
@@ -200,7 +234,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             args.components,
             args.family,
             chunk_rows=args.chunk_rows,
-            seed=args.seed,
+            seed=args.random_state,
             n_trials=args.n_trials,
             overwrite=args.overwrite,
         )
@@ -238,6 +272,8 @@ def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         options["batch_size"] = args.batch_size
     if getattr(args, "persist", False):
         options["persist"] = True
+    if getattr(args, "missing", "error") != "error":
+        options["missing"] = args.missing
     if args.sample_dim:
         options["sample_dim"] = args.sample_dim
     if args.variables:
@@ -245,8 +281,21 @@ def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return options
 
 
-def _open_data(path: str) -> Any:
-    """Paths of NetCDF files open through xarray; everything else goes to the estimator."""
+def _open_data(path: str, args: argparse.Namespace | None = None) -> Any:
+    """Paths of NetCDF files open through xarray, Zarr URLs with ``--storage-options``
+    through fsspec; everything else goes to the estimator as it is."""
+    options = getattr(args, "storage_options", None)
+    labelled = getattr(args, "sample_dim", None) or getattr(args, "variables", None)
+    if labelled and not path.endswith((".nc", ".nc4", ".netcdf", ".npy")):
+        import xarray as xr
+
+        if "://" not in path and not os.path.exists(path):
+            raise FileNotFoundError(f"No such Zarr store: {path!r}")
+        return xr.open_zarr(path, storage_options=options, consolidated=False)
+    if "://" in path and options is not None:
+        from .sources import open_zarr
+
+        return open_zarr(path, options)
     if path.endswith((".nc", ".nc4", ".netcdf")):
         import xarray as xr
 
@@ -268,9 +317,27 @@ def _check_output(path: str | None, overwrite: bool) -> None:
         raise UsageError(f"{path!r} exists; pass --overwrite to replace it")
 
 
+def _bayesian(args: argparse.Namespace, options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    """``fit --prior``: a BayesianGaussianMixture with that weight prior."""
+    from .estimators import BayesianGaussianMixture
+
+    if args.prior is None:
+        if args.weight_concentration is not None:
+            raise UsageError("--weight-concentration needs --prior (or --bayesian)")
+        return _estimator_class(args.family), options
+    if args.family != "gaussian":
+        raise UsageError("--prior (--bayesian) applies to --family gaussian only")
+    kinds = {"dirichlet-process": "dirichlet_process", "dirichlet": "dirichlet_distribution"}
+    options["weight_concentration_prior_type"] = kinds[args.prior]
+    if args.weight_concentration is not None:
+        options["weight_concentration_prior"] = args.weight_concentration
+    return BayesianGaussianMixture, options
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
+    cls, options = _bayesian(args, options)
     _check_output(args.output, args.overwrite)
     if args.checkpoint:
         if os.path.exists(args.checkpoint) and not args.resume:
@@ -284,7 +351,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = cls(**options)
     start = time.perf_counter()
     with _scheduler(args):
-        model.fit(_open_data(args.data))
+        model.fit(_open_data(args.data, args))
     seconds = time.perf_counter() - start
     model.save(args.output, overwrite=args.overwrite)
     summary = {**_summary(model, seconds), "model": args.output}
@@ -295,34 +362,64 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .io import load, to_zarr
+def _writing(args: argparse.Namespace) -> dict[str, Any]:
+    """How outputs are written: replacing an existing store or not, and fsspec options."""
+    return {"overwrite": args.overwrite, "storage_options": args.storage_options}
 
-    model = load(args.model)
-    data = _open_data(args.data)
+
+def _require_output(args: argparse.Namespace) -> str:
+    if not args.output:
+        raise UsageError(f"give the store to write: streamem {args.command} ... -o STORE")
+    return args.output
+
+
+def _proba_path(path: str) -> str:
+    """Where ``predict --proba`` writes the responsibilities: ``labels-proba.zarr``."""
+    stem = path.rstrip("/")
+    return f"{stem[:-5]}-proba.zarr" if stem.endswith(".zarr") else f"{stem}-proba"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .io import to_zarr
+
+    args.out = _require_output(args)
+    model = _load_for_data(args)
+    data = _open_data(args.data, args)
     written = []
     with _scheduler(args):
         if not args.proba_only:
-            written.append(to_zarr(model.predict(data), args.out, overwrite=args.overwrite))
+            written.append(to_zarr(model.predict(data), args.out, **_writing(args)))
         if args.proba or args.proba_only:
-            target = args.out if args.proba_only else f"{args.out.rstrip('/')}.proba.zarr"
-            written.append(to_zarr(model.predict_proba(data), target, overwrite=args.overwrite))
+            target = args.out if args.proba_only else _proba_path(args.out)
+            written.append(to_zarr(model.predict_proba(data), target, **_writing(args)))
     _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+def cmd_impute(args: argparse.Namespace) -> int:
+    """DATA with each NaN replaced by its conditional mean under MODEL, to a Zarr store."""
+    from .io import to_zarr
+
+    args.out = _require_output(args)
+    model = _load_for_data(args)
+    with _scheduler(args):
+        imputed = model.impute(_open_data(args.data, args))
+        path = to_zarr(imputed, args.out, name="imputed", **_writing(args))
+    _output(args, {"written": [path]}, f"wrote {path}")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     from .drivers.stepwise import parameter_change
     from .estimators import mixture_of
-    from .io import load
 
     if args.output:
         _check_output(args.output, args.overwrite)
-    model = load(args.model)
+    model = _load_for_data(args)
     if args.half_life is not None:
         model.set_params(half_life=args.half_life, half_life_unit=args.half_life_unit)
     steps = getattr(model, "n_steps_", 0)
-    data = _open_data(args.data)
+    data = _open_data(args.data, args)
     with _scheduler(args):
         old = mixture_of(model)
         before = model.score(data)
@@ -361,11 +458,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .io import load
-
-    model = load(args.model)
+    model = _load_for_data(args)
     with _scheduler(args):
-        score = model.score(_open_data(args.data))
+        score = model.score(_open_data(args.data, args))
     _output(args, {"mean_log_likelihood": score}, f"mean log-likelihood: {score:.10g}")
     return 0
 
@@ -380,7 +475,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     options.pop("n_components")
     with _scheduler(args):
         selection = select_n_components(
-            cls(**options), _open_data(args.data), args.k, criterion=args.criterion
+            cls(**options), _open_data(args.data, args), args.k, criterion=args.criterion
         )
     if args.output:
         selection.best_estimator_.save(args.output, overwrite=args.overwrite)
@@ -410,9 +505,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from . import plotting
     from ._atomic import atomic_path
-    from .io import load
 
-    model = load(args.model)
+    model = _load_for_data(args)
+    args.out = args.output
     os.makedirs(args.out, exist_ok=True)
     figures = {"lower_bound": plotting.plot_lower_bound(model)}
     figures["parameters"] = plotting.plot_parameters(model)
@@ -420,8 +515,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         figures["updates"] = plotting.plot_updates(model)
     if args.data and hasattr(model, "covariance_type"):
         with _scheduler(args):
-            rows = plotting.sample_rows(_open_data(args.data), args.sample)
-        i, j = args.features
+            rows = plotting.sample_rows(_open_data(args.data, args), args.samples)
+        i, j = args.pair
         figures[f"histogram_feature{i}"] = plotting.plot_1d(model, rows, feature=i)
         if rows.shape[1] > max(i, j):
             figures[f"scatter_features{i}_{j}"] = plotting.plot_2d(model, rows, (i, j))
@@ -437,7 +532,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _true_spread(truth: Any) -> np.ndarray:
+    """The true standard deviation of every component along every feature, (K, D)."""
+    k, d = truth.means.shape
+    covariances = np.asarray(truth.covariances, dtype=float)
+    if truth.covariance_type == "full":
+        return np.sqrt(np.einsum("kii->ki", covariances))
+    if truth.covariance_type == "tied":
+        return np.tile(np.sqrt(np.diag(covariances)), (k, 1))
+    if truth.covariance_type == "diag":
+        return np.sqrt(covariances)
+    return np.tile(np.sqrt(covariances)[:, None], (1, d))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import resource
+
     from dask.utils import format_bytes, parse_bytes
     from scipy.optimize import linear_sum_assignment
 
@@ -446,17 +556,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     d, k = args.features, args.components
     n = max(k, parse_bytes(args.size) // (4 * d))
+    data_bytes = n * d * 4
     chunk_rows = max(1, parse_bytes(args.chunk_size) // (4 * d))
     say = print if not args.json else (lambda *a, **kw: None)
+    stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="streamem-demo-") as folder:
         store = os.path.join(folder, "demo.zarr")
+        say(f"writing {n:,} rows × {d} features ({format_bytes(data_bytes)}) …", flush=True)
         start = time.perf_counter()
         truth = make_mixture(store, n, d, k, args.covariance_type, chunk_rows=chunk_rows, seed=1)
         written = time.perf_counter() - start
         say(
-            f"wrote {n:,} rows × {d} features (float32, {format_bytes(n * d * 4)}) to a "
-            f"temporary Zarr store in {-(-n // chunk_rows)} chunks of "
-            f"{format_bytes(chunk_rows * d * 4)} ({written:.1f} s)"
+            f"wrote them to a temporary Zarr store in {-(-n // chunk_rows)} chunks of "
+            f"{format_bytes(chunk_rows * d * 4)} in {written:.1f} s"
         )
         model = GaussianMixture(
             k,
@@ -464,39 +576,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
             random_state=0,
             chunk_size=args.chunk_size,
             verbose=int(not args.quiet and sys.stderr.isatty()),
+            callback=lambda iteration: stamps.append(time.perf_counter()),
         )
         start = time.perf_counter()
         with _scheduler(args):
             model.fit(store)
         seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # the first iteration's time includes the initialisation: the others are passes alone
+    spans = np.diff(stamps) if len(stamps) > 1 else np.diff([start, *stamps])
+    per_iteration = float(np.median(spans)) if len(spans) else float("nan")
     # match fitted components to true ones (they come out in arbitrary order)
     cost = ((model.means_[:, None, :] - truth.means[None]) ** 2).sum(axis=2)
     fitted, true = linear_sum_assignment(cost)
+    fitted = fitted[np.argsort(true)]  # in the true components' order
+    true = np.sort(true)
     error = float(np.abs(model.means_[fitted] - truth.means[true]).max())
+    relative = float((np.abs(model.means_[fitted] - truth.means) / _true_spread(truth)).max())
     summary = {
         **_summary(model, seconds),
         "n_samples": int(n),
-        "true_weights": truth.weights[true],
+        "data_bytes": int(data_bytes),
+        "write_seconds": round(written, 3),
+        "seconds_per_iteration": round(per_iteration, 4),
+        "peak_memory_bytes": int(peak),
+        "true_weights": truth.weights,
         "fitted_weights": model.weights_[fitted],
         "max_abs_mean_error": error,
+        "max_mean_error_in_standard_deviations": relative,
     }
     if args.json:
         print(json.dumps(summary, indent=2, default=_json_default))
         return 0
     print(
-        f"fitted out of core in {seconds:.1f} s: {model.n_iter_} EM iterations "
-        f"({seconds / max(model.n_iter_, 1):.2f} s each, one pass over the store per "
-        f"iteration), converged={model.converged_}, "
+        f"fitted out of core in {seconds:.1f} s: {model.n_iter_} EM iterations of "
+        f"{per_iteration:.2f} s each (one pass over the store; the rest of the time is the "
+        f"initialisation), converged={model.converged_}, "
         f"mean log-likelihood {model.lower_bound_:.5f}"
     )
     print(f"\n{'component':>9}  {'true weight':>11}  {'fitted':>7}   true mean → fitted mean")
     with np.printoptions(precision=3, suppress=True, linewidth=200):
-        for i, j in zip(fitted, true, strict=True):
+        for j, i in enumerate(fitted):
             print(
                 f"{j:>9}  {truth.weights[j]:>11.4f}  {model.weights_[i]:>7.4f}   "
                 f"{truth.means[j]} → {model.means_[i]}"
             )
-    print(f"\nlargest error in a fitted mean: {error:.4f}")
+    print(
+        f"\nlargest error in a fitted mean: {error:.4f} ({relative:.4f} standard deviations "
+        "of its component)"
+    )
+    print(
+        f"peak memory of this process: {format_bytes(peak)} for {format_bytes(data_bytes)} "
+        f"of data ({peak / data_bytes:.2f}×, interpreter and libraries included): the data "
+        "were never in memory at once"
+    )
     return 0
 
 
@@ -507,65 +640,133 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--storage-options",
+        type=_json_object,
+        help="fsspec options for s3://, gs://… URLs, as JSON: '{\"anon\": true}', "
+        '\'{"client_kwargs": {"endpoint_url": "http://…"}}\'',
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     group.add_argument("--cluster", help="start a local cluster: 'local:N' worker processes")
 
 
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """How DATA is read: the same options wherever data are read."""
+    parser.add_argument(
+        "--sample-dim", help="xarray data (NetCDF or Zarr): the dimension of the samples"
+    )
+    parser.add_argument(
+        "--variables", help="xarray data: the comma-separated data variables to use"
+    )
+
+
+def _model_and_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model file written by streamem fit")
+    parser.add_argument("data", help="Zarr store (path or URL), .npy or NetCDF file")
+    _data_options(parser)
+
+
+def _load_for_data(args: argparse.Namespace) -> Any:
+    """The model of ``args.model``, reading DATA as ``--sample-dim``/``--variables`` say."""
+    from .io import load
+
+    model = load(args.model)
+    if getattr(args, "sample_dim", None):
+        model.set_params(sample_dim=args.sample_dim)
+    if getattr(args, "variables", None):
+        model.set_params(variables=args.variables.split(","))
+    return model
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", default="gaussian", help=f"one of {', '.join(ESTIMATORS)}")
     parser.add_argument(
-        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+        "--covariance-type",
+        default="full",
+        choices=["full", "tied", "diag", "spherical"],
+        help="gaussian: the covariances' shape",
     )
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--max-iter", type=_count(0), default=100)
-    parser.add_argument("--n-init", type=_count(1), default=1)
-    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument(
+        "--tol", type=float, default=1e-3, help="stop when the lower bound changes less"
+    )
+    parser.add_argument("--max-iter", type=_count(0), default=100, help="most EM iterations")
+    parser.add_argument("--n-init", type=_count(1), default=1, help="starts (sharing passes)")
+    parser.add_argument("--random-state", type=int, default=0, help="seed")
+    parser.add_argument("--seed", dest="random_state", type=int, help=SUPPRESS)
     parser.add_argument("--chunk-size", type=_chunk_size, help="rows, or bytes like 64MiB")
-    parser.add_argument("--sample-dim", help="xarray input: the sample dimension")
-    parser.add_argument("--variables", help="xarray Dataset input: comma-separated variables")
+    _data_options(parser)
     parser.add_argument(
         "--n-trials", type=_count(1), help="binomial (or multinomial): trials per row"
     )
     parser.add_argument("--trials-column", type=_count(0), help="binomial: the column of trials")
     parser.add_argument("--n-categories", type=_count(2), help="multinomial: labels per column")
-    parser.add_argument("--algorithm", default="batch", choices=["batch", "online", "incremental"])
+    parser.add_argument(
+        "--algorithm",
+        default="batch",
+        choices=["batch", "online", "incremental"],
+        help="EM, stepwise EM, or incremental EM",
+    )
     parser.add_argument(
         "--max-passes", type=_count(1), help="online/incremental: passes over the data"
     )
     parser.add_argument("--batch-size", type=_count(1), help="online: rows per update")
+    parser.add_argument(
+        "--missing",
+        default="error",
+        choices=["error", "marginalize", "drop"],
+        help="what NaN means: refuse it, marginalise it (missing at random), drop its rows",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(
         prog="streamem", description="EM for mixture models on data bigger than memory."
     )
+    parser.add_argument("--version", action="version", version=f"streamem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="write a synthetic store, fit it out of core")
-    demo.add_argument("--size", type=_bytes, default="256MiB", help="size of the synthetic data")
-    demo.add_argument("--chunk-size", type=_bytes, default="32MiB", help="bytes per chunk")
-    demo.add_argument("--features", type=_count(1), default=8)
-    demo.add_argument("--components", type=_count(1), default=4)
     demo.add_argument(
-        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+        "--size",
+        type=_bytes,
+        default="1GiB",
+        help="size of the synthetic data (larger than the demo's own peak memory)",
+    )
+    demo.add_argument("--chunk-size", type=_bytes, default="32MiB", help="bytes per chunk")
+    demo.add_argument("--features", type=_count(1), default=8, help="columns")
+    demo.add_argument("-k", "--components", type=_count(1), default=4, help="mixture components")
+    demo.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=["full", "tied", "diag", "spherical"],
+        help="the covariances' shape",
     )
     _common(demo)
     demo.set_defaults(run=cmd_demo)
 
     generate = commands.add_parser("generate", help="synthetic mixture data to a Zarr store")
-    generate.add_argument("out")
-    generate.add_argument("--samples", type=_count(1), default=1_000_000)
-    generate.add_argument("--features", type=_count(1), default=8)
-    generate.add_argument("--components", type=_count(1), default=4)
+    generate.add_argument("out", nargs="?", help="the Zarr store to write (or -o)")
+    generate.add_argument("-o", "--output", help="the Zarr store to write")
+    generate.add_argument("--samples", type=_count(1), default=1_000_000, help="rows")
+    generate.add_argument("--features", type=_count(1), default=8, help="columns")
     generate.add_argument(
-        "--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"]
+        "-k", "--components", type=_count(1), default=4, help="mixture components"
+    )
+    generate.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=["full", "tied", "diag", "spherical"],
+        help="gaussian: the true covariances' shape",
     )
     generate.add_argument("--dtype", default="float32", help="gaussian: the data type")
     generate.add_argument(
         "--family",
         default="gaussian",
         choices=["gaussian", "bernoulli", "binomial", "multinomial", "poisson"],
+        help="the component family",
     )
     generate.add_argument(
         "--n-trials",
@@ -573,15 +774,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="binomial: trials per feature; multinomial: draws per row",
     )
-    generate.add_argument("--chunk-rows", type=_count(1))
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--overwrite", action="store_true")
+    generate.add_argument(
+        "--chunk-size", type=_chunk_size, help="rows, or bytes like 64MiB (default: 64MiB)"
+    )
+    generate.add_argument("--chunk-rows", dest="chunk_size", type=_count(1), help=SUPPRESS)
+    generate.add_argument("--random-state", type=int, default=0, help="seed of the data")
+    generate.add_argument("--seed", dest="random_state", type=int, help=SUPPRESS)
+    generate.add_argument("--overwrite", action="store_true", help="replace an existing store")
     _common(generate)
     generate.set_defaults(run=cmd_generate)
 
     fit = commands.add_parser("fit", help="fit a mixture model to DATA, write a model file")
-    fit.add_argument("data", help="Zarr store, .npy or NetCDF file")
-    fit.add_argument("-k", "--components", type=_count(1), default=2)
+    fit.add_argument("data", help="Zarr store (path or URL), .npy or NetCDF file")
+    fit.add_argument("-k", "--components", type=_count(1), default=2, help="mixture components")
     fit.add_argument("-o", "--output", default="model.streamem", help="model file to write")
     fit.add_argument("--summary", help="also write a JSON summary to this file")
     fit.add_argument("--checkpoint", help="save the fit's state here after every iteration")
@@ -592,27 +797,56 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the data in the cluster's memory between iterations",
     )
+    fit.add_argument(
+        "--prior",
+        choices=["dirichlet-process", "dirichlet"],
+        help="a Bayesian Gaussian mixture (variational Bayes) with this prior on the weights: "
+        "components the data do not need empty themselves, so -k is an upper bound",
+    )
+    fit.add_argument(
+        "--bayesian",
+        dest="prior",
+        action="store_const",
+        const="dirichlet-process",
+        help="same as --prior dirichlet-process",
+    )
+    fit.add_argument(
+        "--weight-concentration",
+        type=float,
+        help="with --prior: the weight prior's concentration (default 1/k; small: fewer)",
+    )
     _model_options(fit)
     _common(fit)
     fit.set_defaults(run=cmd_fit)
 
     predict = commands.add_parser("predict", help="labels (and responsibilities) to Zarr")
-    predict.add_argument("model")
-    predict.add_argument("data")
-    predict.add_argument("--out", required=True, help="Zarr store to write the labels to")
+    _model_and_data(predict)
+    predict.add_argument("-o", "--output", help="the Zarr store to write the labels to")
+    predict.add_argument("--out", dest="output", help=SUPPRESS)
     predict.add_argument(
-        "--proba", action="store_true", help="also write responsibilities to OUT.proba.zarr"
+        "--proba",
+        action="store_true",
+        help="also write the responsibilities, to OUTPUT with '-proba' before '.zarr'",
     )
     predict.add_argument(
-        "--proba-only", action="store_true", help="write responsibilities (not labels) to OUT"
+        "--proba-only", action="store_true", help="write responsibilities (not labels) to OUTPUT"
     )
-    predict.add_argument("--overwrite", action="store_true")
+    predict.add_argument("--overwrite", action="store_true", help="replace existing stores")
     _common(predict)
     predict.set_defaults(run=cmd_predict)
 
+    impute = commands.add_parser(
+        "impute", help="DATA with each NaN replaced by its conditional mean, to Zarr"
+    )
+    _model_and_data(impute)
+    impute.add_argument("-o", "--output", help="the Zarr store to write the imputed rows to")
+    impute.add_argument("--out", dest="output", help=SUPPRESS)
+    impute.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _common(impute)
+    impute.set_defaults(run=cmd_impute)
+
     update = commands.add_parser("update", help="update MODEL with new DATA (partial_fit)")
-    update.add_argument("model")
-    update.add_argument("data")
+    _model_and_data(update)
     update.add_argument("-o", "--output", help="write the updated model here (default: MODEL)")
     update.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     update.add_argument(
@@ -630,31 +864,44 @@ def build_parser() -> argparse.ArgumentParser:
     update.set_defaults(run=cmd_update)
 
     info = commands.add_parser("info", help="describe a model file")
-    info.add_argument("model")
+    info.add_argument("model", help="a model file written by streamem fit")
     _common(info)
     info.set_defaults(run=cmd_info)
 
     score = commands.add_parser("score", help="mean log-likelihood of DATA under MODEL")
-    score.add_argument("model")
-    score.add_argument("data")
+    _model_and_data(score)
     _common(score)
     score.set_defaults(run=cmd_score)
 
     plot = commands.add_parser("plot", help="PNG figures of MODEL (and a sample of DATA)")
-    plot.add_argument("model")
-    plot.add_argument("data", nargs="?")
-    plot.add_argument("--out", default="streamem-plots", help="folder for the PNG files")
-    plot.add_argument("--features", type=_range, default=[0, 1], help="two features: 0,1")
-    plot.add_argument("--sample", type=_count(1), default=5000, help="rows of DATA to plot")
-    plot.add_argument("--dpi", type=_count(1), default=100)
+    plot.add_argument("model", help="a model file written by streamem fit")
+    plot.add_argument("data", nargs="?", help="rows to draw a sample of (Zarr, .npy, NetCDF)")
+    _data_options(plot)
+    plot.add_argument("-o", "--output", default="streamem-plots", help="folder for the PNGs")
+    plot.add_argument("--out", dest="output", help=SUPPRESS)
+    plot.add_argument("--pair", type=_range, default=[0, 1], help="two features to draw: 0,1")
+    plot.add_argument("--features", dest="pair", type=_range, help=SUPPRESS)
+    plot.add_argument("--samples", type=_count(1), default=5000, help="rows of DATA to draw")
+    plot.add_argument("--sample", dest="samples", type=_count(1), help=SUPPRESS)
+    plot.add_argument("--dpi", type=_count(1), default=100, help="resolution of the PNGs")
     plot.add_argument("--overwrite", action="store_true", help="replace existing figures")
     _common(plot)
     plot.set_defaults(run=cmd_plot)
 
     select = commands.add_parser("select", help="BIC/AIC table over numbers of components")
-    select.add_argument("data")
-    select.add_argument("--k", type=_range, default=list(range(1, 11)), help="e.g. 1..10")
-    select.add_argument("--criterion", default="bic", choices=["bic", "aic"])
+    select.add_argument("data", help="Zarr store (path or URL), .npy or NetCDF file")
+    select.add_argument(
+        "-k",
+        "--components",
+        dest="k",
+        type=_range,
+        default=list(range(1, 11)),
+        help="the numbers of components to try: 1..10 or 2,4,8",
+    )
+    select.add_argument("--k", dest="k", type=_range, help=SUPPRESS)
+    select.add_argument(
+        "--criterion", default="bic", choices=["bic", "aic"], help="the criterion to minimise"
+    )
     select.add_argument("-o", "--output", help="save the best model to this file")
     select.add_argument("--plot", help="write BIC/AIC against K to this PNG file")
     select.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -669,6 +916,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet:  # Dask's own chatter too
+        for name in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         code = args.run(args)
         sys.stdout.flush()
@@ -681,7 +931,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         message = message.replace("pass overwrite=True", "pass --overwrite")
-        print(f"streamem {args.command}: error: {message}", file=sys.stderr)
+        if args.json:
+            error = {"command": args.command, "error": message, "type": type(exc).__name__}
+            print(json.dumps(error), file=sys.stderr)
+        else:
+            print(f"streamem {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"streamem {args.command}: interrupted", file=sys.stderr)

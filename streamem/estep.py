@@ -19,6 +19,7 @@ import numpy as np
 
 from ._validation import check_weight_values, row_range
 from .families._base import Mixture, block_rows, log_weights
+from .families._missing import missing_policy, nan_hint, supports_missing
 from .sources import Rows, labelled
 
 # Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
@@ -55,10 +56,22 @@ def non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
             "features (for example to unit variance)."
         )
     bad = np.flatnonzero(~finite)
+    if not np.isnan(X[bad]).any():
+        return infinite_error(X, row_offset)
     return ValueError(
         f"Input contains NaN or infinity: {len(bad)} row(s) in "
         f"{row_range(row_offset, 0, len(X))}, the first at row {row_offset + bad[0]}. "
-        "Remove or impute those rows before fitting."
+        f"Remove or impute those rows before fitting. {nan_hint()}"
+    )
+
+
+def infinite_error(X: np.ndarray, row_offset: int) -> ValueError:
+    """The error for infinite values, which are never missing values."""
+    bad = np.flatnonzero(np.isinf(X).any(axis=1))
+    return ValueError(
+        f"Input contains infinity: {len(bad)} row(s) in {row_range(row_offset, 0, len(X))}, "
+        f"the first at row {row_offset + bad[0]}. Infinite values are not missing values (only "
+        "NaN is): remove or replace them."
     )
 
 
@@ -72,8 +85,11 @@ def invalid_block_error(family: Any, block: np.ndarray, problem: str, offset: in
             high = middle
         else:
             low = middle
+    hint = ""
+    if block.dtype.kind == "f" and np.isnan(block[low]).any():
+        hint = f". {nan_hint()}"
     return ValueError(
-        f"{problem} in {row_range(offset, 0, len(block))}, the first at row {offset + low}"
+        f"{problem} in {row_range(offset, 0, len(block))}, the first at row {offset + low}{hint}"
     )
 
 
@@ -123,6 +139,11 @@ def chunk_estep(
     EStepResult
     """
     X = np.asarray(X)
+    # NaN in a block shows as an invalid block or a non-finite log-likelihood; only then is
+    # the chunk done again by the missing-value path, so data without NaN cost nothing more
+    policy = _pass_policy(models)
+    if policy != "error" and _has_nan(X[:REFERENCE_ROWS]):  # skip a doomed first attempt
+        return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
     n = X.shape[0]
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
@@ -167,6 +188,10 @@ def chunk_estep(
                 if key not in features:
                     problem = family.check_block(block)
                     if problem is not None:
+                        if policy != "error" and _has_nan(block):
+                            return _chunk_estep_missing(
+                                X, sample_weight, models, row_offset, policy
+                            )
                         raise invalid_block_error(family, block, problem, row_offset + start)
                     features[key] = (
                         family.features(
@@ -190,13 +215,189 @@ def chunk_estep(
                 counts[i] += resp.sum(axis=1)
                 sums[i] += (F @ resp.T).T
             if not np.isfinite(log_likelihood).all():
+                if policy != "error" and _has_nan(block):
+                    return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
                 raise non_finite_error(block, row_offset + start)
 
     stats = tuple(
         family.finalize(c, s, references[family.feature_key])
         for (family, _, _), c, s in zip(terms, counts, sums, strict=True)
     )
+    if policy == "marginalize":  # one statistics layout for chunks with and without NaN
+        stats = tuple(_promoted(model.family, s) for model, s in zip(models, stats, strict=True))
     return EStepResult(stats, log_likelihood, weight, n)
+
+
+# -- missing values (NaN): estimators' ``missing`` parameter, see families/_missing.py ----------
+
+
+def _pass_policy(models: tuple[Mixture, ...]) -> str:
+    """What NaN means for the models of one pass (they must agree)."""
+    policies = {missing_policy(model.family) for model in models}
+    if len(policies) > 1:
+        raise ValueError(
+            f"models evaluated in one pass must treat missing values alike; got {policies}"
+        )
+    return policies.pop() if policies else "error"
+
+
+def _has_nan(X: np.ndarray) -> bool:
+    return X.dtype.kind == "f" and bool(np.isnan(X).any())
+
+
+def _promoted(family: Any, stats: Any) -> Any:
+    promote = getattr(family, "promote", None)
+    return stats if promote is None else promote(stats)
+
+
+def _check_marginalizable(
+    families: Any, observed: np.ndarray, chunk_rows: np.ndarray, row_offset: int
+) -> None:
+    """Refuse families that cannot marginalise, and observed patterns they refuse."""
+    for family in families:
+        if not supports_missing(family):
+            raise _unsupported(family)
+        check_observed = getattr(family, "check_observed", None)
+        found = None if check_observed is None else check_observed(observed)
+        if found is not None:
+            problem, first = found
+            raise ValueError(f"{problem}; first at row {row_offset + int(chunk_rows[first])}")
+
+
+def _unsupported(family: Any) -> ValueError:
+    return ValueError(
+        getattr(
+            family,
+            "missing_refusal",
+            f"{type(family).__name__} components cannot marginalise missing values; use "
+            "missing='drop' to leave rows with NaN out, or impute them first.",
+        )
+    )
+
+
+def _rows_error(family: Any, X: np.ndarray, chunk_rows: np.ndarray, row_offset: int) -> Any:
+    """The error for rows of a chunk (``chunk_rows``, in any order) that a family refuses or
+    whose log-likelihood is not finite, naming the first such row of the chunk."""
+    filled = np.where(np.isnan(X), 0, X) if X.dtype.kind == "f" else X
+    problem = family.check_block(filled)
+    if problem is not None:
+        bad = np.array([family.check_block(filled[i : i + 1]) is not None for i in range(len(X))])
+    else:
+        bad = ~np.isfinite(filled).all(axis=1)
+        if bad.any():
+            problem = (
+                "Input contains infinity (infinite values are not missing values: only NaN "
+                "is; remove or replace them)"
+            )
+    if problem is None or not bad.any():
+        return non_finite_error(filled, row_offset + int(chunk_rows.min()))
+    first = row_offset + int(chunk_rows[bad].min())
+    return ValueError(f"{problem}; {int(bad.sum())} such row(s), the first at row {first}")
+
+
+def _missing_terms(X: np.ndarray, observed: np.ndarray, models: list):
+    """The family, its reference for rows ``X`` and the terms of ``models`` (one key)."""
+    family = models[0][1].family
+    head = None if observed is None else observed[:REFERENCE_ROWS]
+    reference = family.missing_reference(X[:REFERENCE_ROWS], head)
+    terms = [(i, m, family.missing_coefficients(m.params, reference)) for i, m in models]
+    width = max(family.missing_width(X.shape[1], np.shape(c[0])[-1]) for _, _, c in terms)
+    step = block_rows(width, sum(m.n_components for _, m, _ in terms), X.shape[1])
+    return family, reference, terms, step
+
+
+# The reference point of rows with missing entries is the mean of the observed entries of
+# this many of them: any central point keeps the expanded features free of cancellation.
+REFERENCE_ROWS = 4096
+
+
+def _by_key(models: Any) -> dict:
+    groups: dict[Any, list] = {}
+    for i, model in enumerate(models):
+        groups.setdefault(model.family.feature_key, []).append((i, model))
+    return groups
+
+
+def _all_rows(family: Any) -> bool:
+    """Whether the family's missing-value path takes every row of a chunk with NaN (masked
+    features), or only those with a missing entry (the conditional kernel)."""
+    return getattr(family, "missing_all_rows", True)
+
+
+def _chunk_estep_missing(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    models: tuple[Mixture, ...],
+    row_offset: int,
+    policy: str,
+) -> EStepResult:
+    """:func:`chunk_estep` of a chunk with NaN: rows with NaN left out (``drop``) or their
+    missing entries marginalised (``marginalize``)."""
+    groups = _by_key(models)
+    families = [g[0][1].family for g in groups.values()]
+    observed = complete = None
+    if policy == "drop" or not all(
+        _all_rows(f) and not hasattr(f, "check_observed") for f in families
+    ):
+        observed = ~np.isnan(X)
+        complete = observed.all(axis=1)
+    if policy == "drop":
+        rows = np.flatnonzero(complete)
+        for family in {m.family.feature_key: m.family for m in models}.values():
+            if family.check_block(X[rows]) is not None:
+                raise _rows_error(family, X[rows], rows, row_offset)
+        w = None if sample_weight is None else sample_weight[rows]
+        return chunk_estep(X[rows], w, models, row_offset)
+    all_rows = np.arange(len(X))
+    if observed is None:
+        for family in families:
+            if not supports_missing(family):
+                raise _unsupported(family)
+    else:
+        _check_marginalizable(families, observed, all_rows, row_offset)
+    stats: list[Any] = [None] * len(models)
+    log_likelihood = np.zeros(len(models))
+    partial = [(i, m) for i, m in enumerate(models) if not _all_rows(m.family)]
+    if partial:  # complete rows as always, for the models that marginalise the others
+        w = None if sample_weight is None else sample_weight[complete]
+        result = chunk_estep(X[complete], w, tuple(m for _, m in partial), row_offset)
+        for j, (i, _) in enumerate(partial):
+            stats[i], log_likelihood[i] = result.stats[j], result.log_likelihood[j]
+    with np.errstate(all="ignore"):
+        for members in groups.values():
+            if _all_rows(members[0][1].family):
+                rows, Xr, Or = all_rows, X, None
+            else:
+                rows = np.flatnonzero(~complete)
+                Xr, Or = X[rows], observed[rows]
+            wr = None if sample_weight is None else sample_weight[rows]
+            family, reference, terms, step = _missing_terms(Xr, Or, members)
+            counts = [np.zeros(m.n_components) for _, m, _ in terms]
+            sums: list[Any] = [0.0] * len(terms)
+            for block in family.missing_blocks(Xr, Or, reference, step):
+                if family.missing_check(block) is not None:
+                    raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
+                bw = None if wr is None else wr[block.rows]
+                for j, (i, model, coefficients) in enumerate(terms):
+                    log_prob, carry = family.missing_log_prob(block, coefficients)
+                    log_prob += log_weights(model.weights)[:, None]
+                    norm, resp = normalize_log_prob(log_prob)
+                    norm[block.empty] = 0.0
+                    resp[:, block.empty] = 0.0
+                    if bw is None:
+                        log_likelihood[i] += norm.sum()
+                    else:
+                        log_likelihood[i] += norm @ bw
+                        resp *= bw
+                    counts[j] += resp.sum(axis=1)
+                    sums[j] = sums[j] + family.missing_sums(block, coefficients, carry, resp)
+                if not np.isfinite(log_likelihood).all():
+                    raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
+            for j, (i, _, _) in enumerate(terms):
+                part = family.missing_finalize(counts[j], sums[j], reference)
+                stats[i] = part if stats[i] is None else family.merge(stats[i], part)
+    weight = float(len(X) if sample_weight is None else sample_weight.sum())
+    return EStepResult(tuple(stats), log_likelihood, weight, len(X))
 
 
 def merge_results(families: tuple, *results: EStepResult) -> EStepResult:
@@ -228,6 +429,10 @@ def tree_merge(families: tuple, results: list[EStepResult], split_every: int) ->
 def _log_prob(X: np.ndarray, family: Any, params: Any, bias: np.ndarray, row_offset: int):
     """``A F + b + bias + h`` for every component and row, (K, n_rows), block by block."""
     X = np.asarray(X)
+    if missing_policy(family) != "error" and X.dtype.kind == "f":
+        missing = np.isnan(X)
+        if missing.any():
+            return _log_prob_missing(X, family, params, bias, row_offset, ~missing)
     n = X.shape[0]
     reference = family.reference(X)
     A, b = family.coefficients(params, reference)
@@ -253,6 +458,75 @@ def _log_prob(X: np.ndarray, family: Any, params: Any, bias: np.ndarray, row_off
     return out
 
 
+def _log_prob_missing(
+    X: np.ndarray,
+    family: Any,
+    params: Any,
+    bias: np.ndarray,
+    row_offset: int,
+    observed: np.ndarray,
+) -> np.ndarray:
+    """:func:`_log_prob` of rows with NaN: NaN for them (``drop``) or the log-density of their
+    observed entries (``marginalize``; 0 + bias for a row with none)."""
+    complete = observed.all(axis=1)
+    policy = missing_policy(family)
+    bias = np.reshape(bias, (-1, 1))
+    if policy == "drop" or not _all_rows(family):
+        rows = np.flatnonzero(complete)
+        first = _log_prob(X[rows], family, params, bias[:, 0], row_offset)
+        out = np.full((first.shape[0], X.shape[0]), np.nan)
+        out[:, rows] = first
+        if policy == "drop":
+            return out
+        rows = np.flatnonzero(~complete)
+    else:
+        rows = np.arange(len(X))
+        out = None
+    _check_marginalizable([family], observed, np.arange(len(X)), row_offset)
+    model = Mixture(family, np.ones(1), params)
+    X, observed = X[rows], observed[rows]
+    with np.errstate(all="ignore"):
+        family, reference, terms, step = _missing_terms(X, observed, [(0, model)])
+        coefficients = terms[0][2]
+        for block in family.missing_blocks(X, observed, reference, step):
+            if family.missing_check(block) is not None:
+                raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
+            log_prob, _ = family.missing_log_prob(block, coefficients)
+            if out is None:
+                out = np.empty((log_prob.shape[0], len(rows)))
+            out[:, rows[block.rows]] = log_prob + bias
+    return out
+
+
+def chunk_impute(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
+    """A chunk with each NaN replaced by its conditional mean under the mixture,
+    ``E[x_m | x_o] = Σ_k r_k E[x_m | x_o, k]`` (float64; other entries unchanged)."""
+    X = np.asarray(X)
+    out = np.array(X, dtype=np.float64)
+    missing = np.isnan(out)
+    rows = np.flatnonzero(missing.any(axis=1))
+    if not len(rows):
+        return out
+    family = model.family
+    _check_marginalizable([family], ~missing, np.arange(len(X)), row_offset)
+    X, observed = X[rows], ~missing[rows]
+    with np.errstate(all="ignore"):
+        family, reference, terms, step = _missing_terms(X, observed, [(0, model)])
+        coefficients = terms[0][2]
+        for block in family.missing_blocks(X, observed, reference, step):
+            if family.missing_check(block) is not None:
+                raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
+            log_prob, carry = family.missing_log_prob(block, coefficients)
+            log_prob += log_weights(model.weights)[:, None]
+            norm, resp = normalize_log_prob(log_prob)
+            if not np.isfinite(norm).all():
+                raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
+            values = family.missing_impute(block, coefficients, carry, resp, model.params)
+            where = rows[block.rows]
+            out[where] = np.where(missing[where], values, out[where])
+    return out
+
+
 def component_log_prob(family: Any, params: Any, X: np.ndarray) -> np.ndarray:
     """Log-density of each row of ``X`` under each component, shape (N, K)."""
     return _log_prob(X, family, params, 0.0, 0).T
@@ -272,13 +546,21 @@ def chunk_log_prob_resp(
     with np.errstate(all="ignore"):
         norm, resp = normalize_log_prob(log_prob)
     if not np.all(np.isfinite(norm)):
-        raise non_finite_error(X, row_offset)
+        bad = ~np.isfinite(norm)
+        if missing_policy(model.family) == "drop":  # rows with NaN are NaN, on purpose
+            bad &= ~np.isnan(X).any(axis=1)
+        if bad.any():
+            raise non_finite_error(X, row_offset)
     return norm, resp.T
 
 
 def chunk_predict(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
-    """Most probable component of each row of a chunk."""
-    return chunk_log_prob_resp(X, model, row_offset)[1].argmax(axis=1)
+    """Most probable component of each row of a chunk (-1 for a row left out: ``drop``)."""
+    resp = chunk_log_prob_resp(X, model, row_offset)[1]
+    labels = resp.argmax(axis=1)
+    if missing_policy(model.family) == "drop":
+        labels[np.isnan(resp).any(axis=1)] = -1
+    return labels
 
 
 def chunk_predict_proba(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarray:
@@ -303,15 +585,23 @@ def _rows_task(
 
 
 def map_rows(
-    rows: Rows, kernel: RowKernel, model: Mixture, n_columns: int | None, dtype: Any, name: str
+    rows: Rows,
+    kernel: RowKernel,
+    model: Mixture,
+    n_columns: int | None,
+    dtype: Any,
+    name: str,
+    columns: str = "component",
 ) -> Any:
     """``kernel(chunk, model, row_offset)`` over every chunk of ``rows``: lazy for lazy rows.
 
-    The result has one value (``n_columns`` None) or ``n_columns`` values per row, and is an
-    xarray object called ``name`` when the rows came from one.
+    The result has one value (``n_columns`` None) or ``n_columns`` values per row (along a
+    dimension called ``columns``), and is an xarray object called ``name`` when the rows came
+    from one.
     """
     data = rows.data
-    columns = None if n_columns is None else "component"
+    if n_columns is None:
+        columns = None
     if not rows.lazy:
         with labelled(rows.label):
             return rows.wrap(kernel(data, model, 0), name, columns)
@@ -320,5 +610,7 @@ def map_rows(
         shape: dict[str, Any] = {"drop_axis": 1, "meta": np.empty(0, dtype)}
     else:
         shape = {"chunks": (data.chunks[0], (n_columns,)), "meta": np.empty((0, 0), dtype)}
+    if columns == "feature":  # so that to_zarr names the array after what it holds
+        shape["name"] = f"{name}-{dask.base.tokenize(data, kernel, model)}"
     result = data.map_blocks(_rows_task, kernel, shared, rows.label, dtype=dtype, **shape)
     return rows.wrap(result, name, columns)

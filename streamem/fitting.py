@@ -24,7 +24,7 @@ from .drivers.common import Progress
 from .drivers.incremental import IncrementalProgress
 from .drivers.init import InitSample, initial_models
 from .drivers.stepwise import OnlineProgress, StepwiseState
-from .engines import Engine
+from .engines import Engine, single_threaded_blas
 from .families._base import Family, Mixture
 from .io import ModelFileError
 
@@ -168,7 +168,10 @@ def fit_plans(
 
     reporter = Reporter(callback, progress, save if checkpoint is not None else None)
     settings = dataclasses.replace(settings or Settings(), reseed_rows=sample.rows, rng=rng)
-    outcome = DRIVERS[algorithm](engine, start, settings, reporter)
+    # the client's small linear algebra (M-steps) too: a woken BLAS thread pool costs
+    # milliseconds per call, which incremental EM pays after every group of chunks
+    with single_threaded_blas():
+        outcome = DRIVERS[algorithm](engine, start, settings, reporter)
     if checkpoint is not None:
         checkpoint.remove()
     ends = np.cumsum(sizes)

@@ -41,7 +41,7 @@ import dask.array as da
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, remote_atomic_path
 from .sources import checksummed
 
 FORMAT = "streamem-model"
@@ -523,7 +523,11 @@ def check_fitted(estimator: Any) -> None:
       covariances and precisions have a positive diagonal; ``precisions_cholesky_`` is
       triangular with a positive diagonal;
     - the models in ``stepwise_state_`` have ``n_components`` weights on the simplex and
-      parameters of the fitted attributes' shapes.
+      parameters of the fitted attributes' shapes;
+    - a Bayesian mixture's posterior and prior (``weight_concentration_``,
+      ``mean_precision_``, ``degrees_of_freedom_`` and the ``*_prior_`` values) are shaped by
+      ``n_components``, ``n_features_in_`` and ``covariance_type``, and positive (but
+      ``mean_prior_``).
 
     Parameters
     ----------
@@ -566,6 +570,7 @@ def check_fitted(estimator: Any) -> None:
             _float_array(name, fitted[name], shapes[name], context)
             _VALUE_CHECKS.get(name, _no_check)(name, fitted[name], matrices)
         _check_state(fitted, k)
+        _check_posterior(fitted, getattr(estimator, "covariance_type", None), k, d)
 
 
 def _count(name: str, value: Any, low: int) -> int:
@@ -726,71 +731,129 @@ def _check_state(fitted: dict[str, Any], k: int) -> None:
                 _float_array(f"{where}.params.{field}", value, reference.shape, f"as {field}_")
 
 
+def _check_posterior(fitted: dict[str, Any], covariance_type: Any, k: int, d: int) -> None:
+    """A Bayesian mixture's posterior and prior values: shapes, and positive (but the mean)."""
+    matrix = (d, d) if covariance_type in ("full", "tied") else (d,)
+    shapes = {
+        "weight_concentration_": (k,),
+        "mean_precision_": (k,),
+        "degrees_of_freedom_": () if covariance_type == "tied" else (k,),
+        "weight_concentration_prior_": (),
+        "mean_precision_prior_": (),
+        "mean_prior_": (d,),
+        "degrees_of_freedom_prior_": (),
+        "covariance_prior_": () if covariance_type == "spherical" else matrix,
+    }
+    context = f"n_components={k}, n_features_in_={d}, covariance_type={covariance_type!r}"
+    for name in (name for name in shapes if name in fitted):
+        value = fitted[name]
+        # a Dirichlet process's concentration: the two Beta parameters of each stick
+        pair = isinstance(value, list | tuple) and name == "weight_concentration_"
+        parts = value if pair else [value]
+        if len(parts) not in (1, 2):
+            raise ModelFileError(f"{name} must be an array or a pair of arrays")
+        for part in parts:
+            if shapes[name] == ():
+                _number(name, part)
+                part = np.float64(part)
+                if not np.isfinite(part):
+                    raise ModelFileError(f"{name} must be finite")
+            else:
+                _float_array(name, part, shapes[name], context)
+            if name == "mean_prior_":
+                continue
+            diagonal = np.diagonal(part) if np.ndim(part) == 2 else part
+            if np.any(diagonal <= 0):
+                raise ModelFileError(f"{name} must be positive")
+
+
 # -- predictions to Zarr ---------------------------------------------------------------------
 
 
 def _default_name(result: Any) -> str:
     if type(result).__module__.startswith("xarray.") and result.name:
         return str(result.name)
+    if str(getattr(result, "name", "")).startswith("imputed-"):  # estimator.impute(lazy data)
+        return "imputed"
     if result.ndim == 2:
         return "responsibilities"
     return "labels" if np.dtype(result.dtype).kind in "iu" else "log_likelihood"
 
 
 def to_zarr(
-    result: Any, path: str | os.PathLike, *, name: str | None = None, overwrite: bool = False
+    result: Any,
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Write a (lazy) prediction to a new Zarr store, chunk by chunk, atomically.
 
-    The store is written under a temporary name and renamed into place once every chunk is
-    written, so a failure (a bad chunk in the input, an interrupted job) leaves nothing
-    behind. Dask arrays are computed chunk by chunk on the active scheduler and never held
-    whole; xarray objects keep their coordinates.
+    On a local disk the store is written under a temporary name and renamed into place once
+    every chunk is written, so a failure (a bad chunk in the input, an interrupted job)
+    leaves nothing behind. Object stores (``s3://``, ``gs://``, … URLs, through fsspec) have
+    no rename: the store is written under a temporary prefix, then copied to its place —
+    chunks first, array metadata next, the group's ``zarr.json`` last — and the temporary
+    prefix removed, so the store at ``path`` opens only once it is complete. Dask arrays are
+    computed chunk by chunk on the active scheduler (a cluster's workers write their own
+    chunks) and never held whole; xarray objects keep their coordinates. Every chunk carries
+    a CRC-32C checksum.
 
     Parameters
     ----------
     result : ndarray, dask.array.Array or xarray.DataArray
         For example ``model.predict(store)``.
     path : str or path-like
-        Local path of the store to create (a group holding one array).
+        Local path or URL of the store to create (a group holding one array).
     name : str, optional
         Name of the array in the store (default: the DataArray's name, else ``labels``,
         ``responsibilities`` or ``log_likelihood`` from the shape and dtype).
     overwrite : bool, default=False
-        Replace an existing store.
+        Replace an existing store (only a Zarr store is ever replaced).
+    storage_options : dict, optional
+        fsspec options for URLs (credentials, ``client_kwargs={"endpoint_url": …}``, …).
 
     Returns
     -------
     str
         ``path/name``, which streamem and Zarr open directly.
     """
-    import zarr
-
     name = name or _default_name(result)
     path = os.fspath(path)
-    codecs = checksummed(np.dtype(result.dtype))
-    with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
-        if type(result).__module__.startswith("xarray."):
-            result.to_dataset(name=name).to_zarr(
-                str(temporary),
-                mode="w",
-                consolidated=False,
-                encoding={name: {"compressors": codecs}},
-            )
-        else:
-            dims = ("sample", "component")[: np.ndim(result)]
-            if isinstance(result, da.Array):
-                zarr.open_group(str(temporary), mode="w")
-                da.to_zarr(
-                    result,
-                    str(temporary),
-                    component=name,
-                    dimension_names=dims,
-                    compressors=codecs,
-                )
-            else:
-                group = zarr.open_group(str(temporary), mode="w")
-                group.create_array(
-                    name, data=np.asarray(result), dimension_names=dims, compressors=codecs
-                )
+    if "://" in path:
+        with remote_atomic_path(path, overwrite=overwrite, storage_options=storage_options) as tmp:
+            _write_store(result, tmp, name, storage_options)
+    else:
+        with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
+            _write_store(result, str(temporary), name, None)
     return f"{path.rstrip('/')}/{name}"
+
+
+def _write_store(result: Any, url: str, name: str, storage_options: dict[str, Any] | None) -> None:
+    """``result`` as the array ``name`` of a new Zarr group at ``url``."""
+    import zarr
+
+    codecs = checksummed(np.dtype(result.dtype))
+    if type(result).__module__.startswith("xarray."):
+        result.to_dataset(name=name).to_zarr(
+            url,
+            mode="w",
+            consolidated=False,
+            encoding={name: {"compressors": codecs}},
+            storage_options=storage_options,
+        )
+        return
+    dims = ("sample", "feature" if name == "imputed" else "component")[: np.ndim(result)]
+    group = zarr.open_group(url, mode="w", storage_options=storage_options)
+    if isinstance(result, da.Array):
+        da.to_zarr(
+            result,
+            url,
+            component=name,
+            dimension_names=dims,
+            compressors=codecs,
+            storage_options=storage_options,
+        )
+    else:
+        group.create_array(name, data=np.asarray(result), dimension_names=dims, compressors=codecs)

@@ -81,7 +81,8 @@ def plot_lower_bound(model: Any, ax: Any = None) -> Any:
         spread = rest.max() - rest.min()
         if bounds[0] < rest.min() - 10 * max(spread, 1e-12):
             # a poor start would flatten the rest of the curve: show it as text instead
-            ax.set_ylim(rest.min() - 0.1 * spread, rest.max() + 0.1 * spread)
+            margin = 0.1 * spread if spread > 0 else max(abs(rest.max()) * 1e-9, 1e-12)
+            ax.set_ylim(rest.min() - margin, rest.max() + margin)
             ax.annotate(f"iteration 1: {bounds[0]:.4g}", xy=(0.02, 0.04), xycoords="axes fraction")
     ax.set_xlabel("iteration (pass over the data)")
     ax.set_ylabel("mean log-likelihood")
@@ -121,6 +122,7 @@ def plot_1d(model: Any, X: np.ndarray, feature: int = 0, bins: int = 60, ax: Any
     mixture = _model(model)
     fig, ax = _axes(ax)
     values = np.asarray(X, dtype=float)[:, feature]
+    values = values[~np.isnan(values)]  # missing entries (missing='marginalize')
     ax.hist(values, bins=bins, density=True, color="0.8", label="data")
     grid = np.linspace(values.min(), values.max(), 400)
     densities = mixture.weights[:, None] * _marginal(mixture, feature, grid)

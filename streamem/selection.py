@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ def select_n_components(
     *,
     criterion: str = "bic",
     sample_weight: Any = None,
+    n_init: int | None = None,
+    random_state: Any = None,
 ) -> Selection:
     """Fit ``estimator`` for every number of components in one set of passes over ``X``.
 
@@ -80,13 +83,32 @@ def select_n_components(
         The criterion to minimise.
     sample_weight : array-like, optional
         Row weights.
+    n_init : int, optional
+        Restarts per candidate (all share the passes): the estimator's ``n_init``, at least
+        3, by default, so that one unlucky start does not decide the choice.
+    random_state : int or RandomState, optional
+        Seed of the sample and the starts: the estimator's ``random_state``, or 0 when it
+        has none, so that the same call picks the same K.
 
     Returns
     -------
     Selection
+
+    Warns
+    -----
+    UserWarning
+        When the best number of components is the smallest or the largest candidate: the
+        criterion may keep improving beyond the range.
     """
     check_option("criterion", criterion, CRITERIA, "select_n_components")
-    candidates = [clone(estimator).set_params(n_components=int(k)) for k in n_components]
+    seed = random_state if random_state is not None else estimator.random_state
+    options = {
+        "n_init": n_init if n_init is not None else max(int(estimator.n_init), 3),
+        "random_state": 0 if seed is None else seed,
+    }
+    candidates = [
+        clone(estimator).set_params(n_components=int(k), **options) for k in n_components
+    ]
     if not candidates:
         raise ValueError("select_n_components: n_components is empty.")
     engine = fit_estimators(candidates, X, sample_weight, algorithm="batch")
@@ -111,4 +133,12 @@ def select_n_components(
             }
         )
     best = int(np.argmin([row[criterion] for row in table]))
+    sizes = [row["n_components"] for row in table]
+    if len(sizes) > 1 and sizes[best] in (min(sizes), max(sizes)):
+        warnings.warn(
+            f"the best number of components by {criterion.upper()}, {sizes[best]}, is at the "
+            f"edge of the range tried ({min(sizes)}–{max(sizes)}): try a wider range.",
+            UserWarning,
+            stacklevel=2,
+        )
     return Selection(table, criterion, candidates[best], candidates)

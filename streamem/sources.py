@@ -208,9 +208,46 @@ def _from_zarr(array: Any, label: str, chunk_bytes: int, rows: int | None = None
     )
 
 
-def _open_path(path: str, chunk_bytes: int, rows: int | None) -> tuple[Any, str]:
-    """A lazy 2-D array from a ``.npy`` file or a Zarr store path/URL, and its label."""
+def open_zarr(path: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """The 2-D ``zarr.Array`` at a local path or a URL (``s3://``, ``gs://``, … through
+    fsspec): an array, or a group holding exactly one 2-D array.
+
+    Parameters
+    ----------
+    path : str
+        The store (``store.zarr``) or the array in it (``store.zarr/name``).
+    storage_options : dict, optional
+        Passed to fsspec for URLs: ``{"anon": True}``, ``{"key": …, "secret": …}``,
+        ``{"client_kwargs": {"endpoint_url": …}}`` for an S3-compatible server, …
+    """
     local = "://" not in path
+    if local and not os.path.exists(path):
+        raise FileNotFoundError(f"No such Zarr store: {path!r}")
+    import zarr
+
+    try:
+        node = zarr.open(path, mode="r", storage_options=None if local else storage_options)
+    except Exception as exc:
+        raise ValueError(
+            f"{path!r} is not a Zarr store (v2 or v3) that can be opened: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(node, zarr.Group):
+        arrays = [(name, array) for name, array in node.arrays() if array.ndim == 2]
+        if len(arrays) != 1:
+            found = ", ".join(repr(name) for name, _ in node.arrays()) or "none"
+            raise ValueError(
+                f"the Zarr group {path!r} holds {len(arrays)} two-dimensional arrays "
+                f"(arrays: {found}); name the one to use as '{path.rstrip('/')}/<name>'."
+            )
+        node = arrays[0][1]
+    return node
+
+
+def _open_path(
+    path: str, chunk_bytes: int, rows: int | None, storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str]:
+    """A lazy 2-D array from a ``.npy`` file or a Zarr store path/URL, and its label."""
     if path.endswith(".npy"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such file: {path!r}")
@@ -226,26 +263,7 @@ def _open_path(path: str, chunk_bytes: int, rows: int | None) -> tuple[Any, str]
             raise ValueError(f"{label} holds a {array.ndim}-D array; expected 2-D rows.")
         rows = rows or max(1, chunk_bytes // max(1, array.shape[1] * array.itemsize))
         return da.from_array(array, chunks=(rows, -1), name=f"npy-{path}"), label
-    if local and not os.path.exists(path):
-        raise FileNotFoundError(f"No such Zarr store: {path!r}")
-    import zarr
-
-    try:
-        node = zarr.open(path, mode="r")
-    except Exception as exc:
-        raise ValueError(
-            f"{path!r} is not a Zarr store (v2 or v3) that can be opened: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if isinstance(node, zarr.Group):
-        arrays = [(name, array) for name, array in node.arrays() if array.ndim == 2]
-        if len(arrays) != 1:
-            found = ", ".join(repr(name) for name, _ in node.arrays()) or "none"
-            raise ValueError(
-                f"the Zarr group {path!r} holds {len(arrays)} two-dimensional arrays "
-                f"(arrays: {found}); name the one to use as '{path.rstrip('/')}/<name>'."
-            )
-        node = arrays[0][1]
+    node = open_zarr(path, storage_options)
     label = _describe_zarr(node, path)
     return _from_zarr(node, label, chunk_bytes, rows), label
 
@@ -295,6 +313,7 @@ def open_rows(
     sample_dim: str | None = None,
     variables: Sequence[str] | None = None,
     chunk_size: int | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Rows:
     """Rows from any supported source, lazy unless ``X`` is already in memory.
 
@@ -310,6 +329,8 @@ def open_rows(
     chunk_size : int or str, optional
         Rows (int) or bytes ("64MiB", the default) per chunk for lazy sources. Dask arrays
         keep their chunks unless this is given.
+    storage_options : dict, optional
+        fsspec options for Zarr URLs (see :func:`open_zarr`).
 
     Returns
     -------
@@ -321,7 +342,7 @@ def open_rows(
     if isinstance(X, os.PathLike):
         X = os.fspath(X)
     if isinstance(X, str):
-        return Rows(*_open_path(X, chunk_bytes, fixed_rows))
+        return Rows(*_open_path(X, chunk_bytes, fixed_rows, storage_options))
     if _is_zarr_array(X):
         label = _describe_zarr(X)
         return Rows(_from_zarr(X, label, chunk_bytes, fixed_rows), label)

@@ -91,7 +91,7 @@ def test_fit_predict_info_score_select(store, tmp_path):
     np.testing.assert_array_equal(
         zarr.open(tmp_path / "labels.zarr" / "labels")[:], fitted.predict(data)
     )
-    proba = zarr.open(tmp_path / "labels.zarr.proba.zarr" / "responsibilities")[:]
+    proba = zarr.open(tmp_path / "labels-proba.zarr" / "responsibilities")[:]
     np.testing.assert_allclose(proba, fitted.predict_proba(data), rtol=1e-10)
 
     result = run("info", str(model), "--json")

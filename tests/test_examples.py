@@ -85,3 +85,9 @@ def test_updating_a_model(tmp_path):
     truth = [4.85, 4.1]
     assert np.hypot(*np.subtract(forgetting, truth)) < np.hypot(*np.subtract(counting, truth))
     assert (tmp_path / "u.png").stat().st_size > 10_000
+
+
+def test_missing_values():
+    out = run("missing_values.py")
+    imputed, baseline = numbers(r"impute (\S+), column means (\S+)", out)
+    assert imputed < 0.6 * baseline

@@ -88,3 +88,12 @@ def test_updates_figure(data, tmp_path):
     assert len(top.lines[0].get_xdata()) == 4
     assert len(bottom.lines) == 3
     assert_png(figure, tmp_path / "updates.png")
+
+
+def test_a_flat_lower_bound_draws_without_a_warning(tmp_path, recwarn):
+    class Flat:
+        lower_bounds_ = (-5.0, -1.0, -1.0, -1.0)
+        converged_ = True
+
+    assert_png(plotting.plot_lower_bound(Flat()), tmp_path / "flat.png")
+    assert not [w for w in recwarn if "singular" in str(w.message)]

@@ -33,3 +33,17 @@ def test_k_sweep_shares_passes_and_matches_single_fits(store, array):
         assert row["bic"] == pytest.approx(fitted.bic(array), rel=1e-9)
         assert row["aic"] == pytest.approx(fitted.aic(array), rel=1e-9)
     assert "BIC" in str(selection)
+
+
+def test_selection_is_deterministic_without_a_seed(array):
+    picks = []
+    for _ in range(2):
+        selection = select_n_components(GaussianMixture(init_size=1000), array, range(2, 6))
+        picks.append([row["bic"] for row in selection.table])
+        assert all(fitted.n_init == 3 for fitted in selection.estimators_)
+    assert picks[0] == picks[1]
+
+
+def test_a_best_k_at_the_edge_of_the_range_is_warned_about(array):
+    with pytest.warns(UserWarning, match=r"edge of the range tried \(1–2\)"):
+        select_n_components(GaussianMixture(random_state=0), array, range(1, 3))

@@ -2,6 +2,10 @@
 
 Several models (the restarts of ``n_init``, or models of different sizes) advance together:
 each iteration is one pass over the data that evaluates every model still running.
+
+Variational families (Bayesian mixtures) run the same loop as variational Bayes: the E-step
+uses expected natural parameters, the M-step is the conjugate posterior update, and the lower
+bound is the ELBO after the update (Bishop 2006, §10.2).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..engines import Engine
-from ..families._base import Mixture
-from .common import FitResult, Outcome, Reporter, Settings, m_step
+from ..estep import EStepResult
+from ..families._base import Mixture, is_variational
+from .common import FitResult, Outcome, Reporter, Settings, elbo_penalty, m_step
+from .incremental import expected_complete_log_likelihood
 
 
 class BatchProgress(NamedTuple):
@@ -40,6 +46,19 @@ def start_progress(
     r = len(models)
     previous = (lower_bounds,) * r if np.isscalar(lower_bounds) else tuple(lower_bounds)
     return BatchProgress(tuple(models), ((),) * r, previous, (0,) * r, (False,) * r, 0)
+
+
+def variational_bound(before: Mixture, after: Mixture, result: EStepResult, index: int) -> float:
+    """The ELBO per unit of row weight after a variational M-step, as scikit-learn's
+    ``BayesianGaussianMixture`` records it (but with every constant).
+
+    The entropy of the responsibilities is the E-step's log-likelihood minus the expected
+    complete-data log-likelihood under the parameters it used (both from statistics).
+    """
+    stats = result.stats[index]
+    entropy = result.log_likelihood[index] - expected_complete_log_likelihood(before, stats)
+    complete = expected_complete_log_likelihood(after, stats)
+    return float((entropy + complete - elbo_penalty(after)) / result.weight)
 
 
 def fit_em(
@@ -82,6 +101,7 @@ def fit_em(
         for j, i in enumerate(active):
             stats[i] = result.stats[j]
             bound = float(result.log_likelihood[j] / result.weight)
+            before = models[i]
             models[i], notes = m_step(
                 models[i],
                 result.stats[j],
@@ -91,12 +111,15 @@ def fit_em(
                 reseed_rows=settings.reseed_rows,
             )
             reporter.repairs(notes)
+            if is_variational(before.family):
+                bound = variational_bound(before, models[i], result, j)
             change, previous[i] = bound - previous[i], bound
             histories[i].append(bound)
             n_iters[i] = n_iter
             converged[i] = abs(change) < settings.tol
             reporter.iteration(i, n_iter, bound, change, models[i])
-        reporter.advanced(histories[int(np.argmax(previous))])
+        label = "ELBO" if is_variational(models[0].family) else "log-likelihood"
+        reporter.advanced(histories[int(np.argmax(previous))], label)
         reporter.checkpoint(
             BatchProgress(
                 tuple(models),

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from ..estep import chunk_log_prob_resp
-from ..families._base import Mixture, merge_weights
+from ..families._base import Mixture, is_variational, updated_weights
 
 logger = logging.getLogger("streamem.drivers")
 
@@ -35,8 +35,9 @@ class Iteration(NamedTuple):
     """What a callback receives after each M-step (batch) or pass (online, incremental).
 
     ``init`` is the index of the model (restart), ``n_iter`` counts from 1, ``lower_bound`` is
-    the mean log-likelihood of the parameters *before* this M-step (as in scikit-learn), and
-    ``change`` its change from the previous iteration.
+    the mean log-likelihood of the parameters *before* this M-step (as in scikit-learn; for
+    variational families the ELBO per unit of row weight *after* it, as scikit-learn's
+    ``BayesianGaussianMixture``), and ``change`` its change from the previous iteration.
     """
 
     init: int
@@ -220,10 +221,11 @@ def m_step(
     """
     family = model.family
     params, notes = family.m_step(stats)
-    weights = merge_weights(stats.counts) if learn_weights else model.weights
+    weights = updated_weights(family, stats, params) if learn_weights else model.weights
     threshold = COLLAPSED_ROWS * total_weight / max(n_rows, 1)
     collapsed = np.flatnonzero(stats.counts < threshold)
-    if collapsed.size and reseed_rows is not None and len(collapsed) < model.n_components:
+    reseeding = reseed_rows is not None and not is_variational(family)
+    if collapsed.size and reseeding and len(collapsed) < model.n_components:
         if callable(reseed_rows):
             reseed_rows = reseed_rows()
         scores = chunk_log_prob_resp(reseed_rows, Mixture(family, weights, params))[0]
@@ -239,6 +241,15 @@ def m_step(
             )
         weights = weights / weights.sum()
     return Mixture(family, weights, params), notes
+
+
+def elbo_penalty(model: Mixture) -> float:
+    """What a variational model's ELBO subtracts from ``E_q[log p(X, Z | θ)] + H(q(Z))``
+    (``KL(q(θ) ‖ p(θ))``, see :func:`~streamem.families._base.is_variational`); 0 for the
+    other families, whose lower bound is the log-likelihood."""
+    if not is_variational(model.family):
+        return 0.0
+    return float(model.family.elbo_penalty(model.params))
 
 
 def describe(label: str, history: Sequence[float]) -> str:

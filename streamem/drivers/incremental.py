@@ -27,7 +27,7 @@ import numpy as np
 from ..engines import Engine
 from ..estep import EStepResult, merge_results, tree_merge
 from ..families._base import Mixture, log_weights
-from .common import FitResult, Outcome, Reporter, Settings, m_step
+from .common import FitResult, Outcome, Reporter, Settings, elbo_penalty, m_step
 
 
 def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
@@ -119,10 +119,15 @@ def _constants(models: tuple, result: EStepResult) -> np.ndarray:
 
 
 def _free_energy(models: tuple, total: EStepResult, constants: np.ndarray) -> np.ndarray:
-    """Each model's free energy per unit of row weight, from the summed statistics."""
+    """Each model's free energy per unit of row weight, from the summed statistics (for
+    variational families the ELBO: ``elbo_penalty`` is 0 for the others)."""
     return np.array(
         [
-            (expected_complete_log_likelihood(m, total.stats[i]) + constants[:, i].sum())
+            (
+                expected_complete_log_likelihood(m, total.stats[i])
+                + constants[:, i].sum()
+                - elbo_penalty(m)
+            )
             / total.weight
             for i, m in enumerate(models)
         ]
@@ -209,9 +214,12 @@ def fit_incremental(
     while not converged and n_pass < settings.max_iter:
         n_pass += 1
         order = rng.permutation(engine.n_chunks) if rng is not None else np.arange(engine.n_chunks)
-        # a visit is a group of chunks E-stepped in parallel, then one M-step
-        for begin in range(0, engine.n_chunks, group):
-            indices = [int(j) for j in order[begin : begin + group]]
+        # a visit is a group of chunks E-stepped in parallel, then one M-step; the next
+        # group is read meanwhile
+        visits = [[int(j) for j in order[b : b + group]] for b in range(0, len(order), group)]
+        for position, indices in enumerate(visits):
+            if position + 1 < len(visits):
+                engine.prefetch(visits[position + 1])
             for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
                 if total is None:
                     total = new

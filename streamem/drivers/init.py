@@ -17,7 +17,8 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils.random import sample_without_replacement
 
 from ..engines import Engine, NumpyEngine
-from ..families._base import Family, Mixture, merge_weights, stats_from_responsibilities
+from ..families._base import Family, Mixture, stats_from_responsibilities, updated_weights
+from ..families._missing import masked_reference, missing_policy, nan_hint
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -75,7 +76,7 @@ def model_from_responsibilities(
         resp = resp * sample_weight[:, None]
     stats = stats_from_responsibilities(family, X, resp)
     params, _ = family.m_step(stats)
-    return Mixture(family, merge_weights(stats.counts), params)
+    return Mixture(family, updated_weights(family, stats, params), params)
 
 
 class InitSample:
@@ -89,6 +90,7 @@ class InitSample:
     def __init__(self, engine: Engine, size: int, rng: np.random.RandomState) -> None:
         self.engine, self.size, self.rng = engine, size, rng
         self._rows: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._indices: np.ndarray | None = None  # rows of the data sampled (None: all)
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The sampled rows and their weights (None: unweighted)."""
@@ -112,26 +114,66 @@ class InitSample:
                         "among the rows sampled to initialise from). Fix or drop those weights."
                     )
             if rows[0].dtype.kind == "f":
-                finite = np.isfinite(rows[0]).all(axis=1)
-                if not finite.all():
-                    bad = np.flatnonzero(~finite)
+                # NaN may be a missing value: initial_models decides, knowing the family
+                infinite = np.isinf(rows[0]).any(axis=1)
+                if infinite.any():
+                    bad = np.flatnonzero(infinite)
                     where = bad if indices is None else indices[bad]
                     raise ValueError(
-                        f"Input contains NaN or infinity: row {where[0]} (and "
+                        f"Input contains infinity: row {where[0]} (and "
                         f"{len(bad) - 1} more among the rows sampled to initialise from). "
-                        "Remove or impute those rows before fitting."
+                        "Remove or replace those values before fitting (only NaN can be a "
+                        "missing value)."
                     )
-                largest = float(np.abs(rows[0]).max(initial=0.0))
+                magnitudes = np.abs(rows[0])
+                magnitudes[np.isnan(magnitudes)] = 0.0
+                largest = float(magnitudes.max(initial=0.0))
                 if largest > TOO_LARGE:
-                    row = int(np.argmax(np.abs(rows[0]).max(axis=1)))
+                    row = int(np.argmax(magnitudes.max(axis=1)))
                     where = row if indices is None else int(indices[row])
                     raise ValueError(
                         f"values as large as {largest:.3g} (row {where}) cannot be squared in "
                         "float64, which EM needs; rescale the features (for example to unit "
                         "variance) before fitting."
                     )
-            self._rows = rows
+            self._rows, self._indices = rows, indices
         return self._rows
+
+    def usable(self, family: Family, n_components: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The sample as ``family``'s ``missing`` policy lets it initialise: without NaN
+        (refused: ``'error'``), its complete rows (``'drop'``), or with each missing entry
+        replaced by its column's mean over the sample, rounded if the family needs integers
+        (``'marginalize'``: the k-means start and the first M-step only; EM then
+        marginalises the real gaps)."""
+        X, w = self()
+        if X.dtype.kind != "f":
+            return X, w
+        missing = np.isnan(X)
+        if not missing.any():
+            return X, w
+        incomplete = missing.any(axis=1)
+        policy = missing_policy(family)
+        if policy == "error":
+            bad = np.flatnonzero(incomplete)
+            where = bad if self._indices is None else self._indices[bad]
+            raise ValueError(
+                f"Input contains NaN or infinity: row {where[0]} (and {len(bad) - 1} more "
+                "among the rows sampled to initialise from). Remove or impute those rows "
+                f"before fitting. {nan_hint()}"
+            )
+        if policy == "drop":
+            keep = ~incomplete
+            if keep.sum() < n_components:
+                raise ValueError(
+                    f"missing='drop' leaves {int(keep.sum())} complete row(s) among the "
+                    f"{len(X)} sampled to initialise {n_components} components from; increase "
+                    "init_size, or use missing='marginalize'."
+                )
+            return X[keep], None if w is None else w[keep]
+        filled = np.where(missing, masked_reference(X, ~missing), X)
+        if family.check_block(filled) is not None:
+            filled = np.where(missing, np.rint(filled), X)
+        return filled, w
 
     @property
     def drawn(self) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -170,7 +212,7 @@ def initial_models(
     for _ in range(n_init):
         model = None
         if needs_data:
-            X, w = sample()
+            X, w = sample.usable(family, n_components)
             resp = initial_responsibilities(X, w, n_components, init_params, rng)
             model = model_from_responsibilities(family, X, w, resp)
         models.append(user_init(model))

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..engines import Engine
 from ..estep import EStepResult, chunk_estep, non_finite_error
-from ..families._base import Mixture
-from .common import FitResult, Outcome, Reporter, Schedule, Settings, m_step
+from ..families._base import Mixture, is_variational
+from .common import FitResult, Outcome, Reporter, Schedule, Settings, elbo_penalty, m_step
 
 __all__ = ["Options", "Schedule", "StepwiseState", "fit_online", "fold", "initial_state"]
 
@@ -307,7 +307,8 @@ def fit_online(
     by less than ``tol`` between passes, or after ``max_iter`` passes. ``start`` is a list
     of new models, the running state of a fitted model to continue, or the saved
     :class:`OnlineProgress` of an interrupted fit; the reporter's checkpoint is called after
-    every chunk.
+    every chunk. For variational families (stochastic variational inference, Hoffman et al.
+    2013) a pass's bound also subtracts ``KL(q(θ) ‖ p(θ))`` per row: the ELBO's estimate.
 
     Returns
     -------
@@ -357,10 +358,13 @@ def fit_online(
         if at.position == len(at.order):  # the pass is complete
             bound = at.total / at.weight
             models = reported_models(at.state, learn_weights=options.learn_weights)
+            if any(is_variational(m.family) for m in models):  # SVI: the ELBO's estimate
+                bound = bound - np.array([elbo_penalty(m) for m in models]) / at.weight
             for i, history in enumerate(histories):
                 history.append(float(bound[i]))
                 reporter.iteration(i, at.n_pass, history[-1], bound[i] - at.previous[i], models[i])
-            reporter.advanced(histories[int(np.argmax(bound))])
+            label = "ELBO" if is_variational(models[0].family) else "log-likelihood"
+            reporter.advanced(histories[int(np.argmax(bound))], label)
             converged = all(at.state.burned_in) and np.all(
                 np.abs(bound - at.previous) < settings.tol
             )

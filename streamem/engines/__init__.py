@@ -9,11 +9,12 @@ import numpy as np
 
 from .._validation import check_sample_weight
 from ..sources import chunk_rows, is_lazy
+from ._blas import single_threaded_blas
 from .base import Engine
 from .dask_ import DaskEngine, cluster_can_hold
 from .numpy_ import NumpyEngine
 
-__all__ = ["DaskEngine", "Engine", "NumpyEngine", "make_engine"]
+__all__ = ["DaskEngine", "Engine", "NumpyEngine", "make_engine", "single_threaded_blas"]
 
 
 def make_engine(

@@ -50,6 +50,10 @@ class Engine(Protocol):
         """The E-step results of the chunks at ``indices`` (all by default), not merged."""
         ...
 
+    def prefetch(self, indices: list[int]) -> None:
+        """Start reading the chunks at ``indices``, for a later ``estep_chunks`` of them."""
+        ...
+
     def apply_chunk(self, index: int, func: Callable[..., Any], *args: Any) -> Any:
         """The chunk task ``func`` on chunk ``index``."""
         ...

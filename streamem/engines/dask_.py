@@ -8,6 +8,9 @@ the graph, shared by every chunk task.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dask
@@ -115,6 +118,8 @@ class DaskEngine(ArrayEngine):
             else list(sample_weight.to_delayed().ravel())
         )
         self._offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+        self._reading: dict[int, Future] = {}
+        self._pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
 
     def _compute(self, *collections: Any) -> tuple:
         """``dask.compute`` on the chosen scheduler.
@@ -173,13 +178,50 @@ class DaskEngine(ArrayEngine):
         except (ImportError, ValueError):
             return int(dask.config.get("num_workers", None) or default_threads())
 
+    def _local_pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        """Threads that read chunks ahead, and threads that E-step them (this engine's)."""
+        if self._pools is None:
+            readers = ThreadPoolExecutor(default_threads(), thread_name_prefix="streamem-read")
+            workers = ThreadPoolExecutor(default_threads(), thread_name_prefix="streamem-estep")
+            self._pools = readers, workers
+            for pool in self._pools:
+                weakref.finalize(self, pool.shutdown, wait=False)
+        return self._pools
+
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return dask.compute(self._blocks[index], self._weights[index], scheduler="sync")
+
+    def prefetch(self, indices: Sequence[int]) -> None:
+        """Start reading the chunks at ``indices`` in the background (on Dask's local
+        threads; a cluster keeps its data where they are), so that a later
+        :meth:`estep_chunks` finds them read: incremental EM reads the next chunks while it
+        E-steps the current ones and takes its M-step."""
+        if not _local_threads(self.scheduler) or self.progress:
+            return
+        readers, _ = self._local_pools()
+        for index in indices:
+            if index not in self._reading:
+                self._reading[index] = readers.submit(self._read, index)
+
+    def _estep_read(self, index: int, models: tuple[Mixture, ...]) -> EStepResult:
+        block, weights = self._reading.pop(index).result()
+        return chunk_estep(block, weights, models, self._offsets[index])
+
     def estep_chunks(
         self, models: tuple[Mixture, ...], indices: list[int] | None = None
     ) -> list[EStepResult]:
         """The E-step result of every chunk (or of those at ``indices``), not merged; one
-        compute."""
+        compute, or, for chunks being read ahead (:meth:`prefetch`), one task each on this
+        engine's threads."""
+        indices = list(range(self.n_chunks) if indices is None else indices)
+        if any(index in self._reading for index in indices):
+            self.prefetch(indices)
+            _, workers = self._local_pools()
+            models = tuple(models)
+            with single_threaded_blas():
+                tasks = [workers.submit(self._estep_read, i, models) for i in indices]
+                return [task.result() for task in tasks]
         shared = dask.delayed(tuple(models), traverse=False, pure=True)
-        indices = range(self.n_chunks) if indices is None else indices
         tasks = [self._chunk_task(i, chunk_estep, shared) for i in indices]
         with single_threaded_blas():
             return list(self._compute(*tasks))

@@ -119,6 +119,9 @@ class NumpyEngine(ArrayEngine):
         families = tuple(model.family for model in models)
         return tree_merge(families, self.estep_chunks(models), self.split_every)
 
+    def prefetch(self, indices: list[int]) -> None:
+        """Nothing to read ahead: the rows are in memory."""
+
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
         """``func(chunk, weights, *args, row_offset)`` on one chunk."""
         start, stop = self.bounds[index]

@@ -1,6 +1,7 @@
 """The classes users import: thin, scikit-learn compatible estimators."""
 
 from ._base import MixtureEstimator, fit_estimators, mixture_of
+from .bayesian import BayesianGaussianMixture
 from .discrete import (
     BernoulliMixture,
     BinomialMixture,
@@ -11,6 +12,7 @@ from .discrete import (
 from .gaussian import GaussianMixture
 
 __all__ = [
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "BinomialMixture",
     "GaussianMixture",
@@ -25,6 +27,7 @@ __all__ = [
 from ..io import register_loadable  # after the classes: they import io first
 
 register_loadable(
+    BayesianGaussianMixture,
     BernoulliMixture,
     BinomialMixture,
     GaussianMixture,

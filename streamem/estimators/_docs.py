@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 SHARED_PARAMETERS = """\
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean. ``'error'``: refuse them. ``'marginalize'``: missing at
+        random, marginalised exactly (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
+        each row's log-likelihood is that of its observed entries, and EM treats the missing
+        entries as latent (independent features simply leave them out; full and tied
+        Gaussians use their conditional distribution given the observed ones). A row with
+        nothing observed scores 0 and its ``predict_proba`` is ``weights_``; :meth:`impute`
+        fills the gaps with their conditional means. The initial k-means runs on the sample
+        with missing entries replaced by its column means (rounded for count data).
+        ``'drop'``: rows with NaN are left out of the fit (complete-case analysis); their
+        predictions are -1 (labels) and NaN. Infinite values are refused in every case;
+        multinomial count vectors cannot marginalise (their row total would be unknown).
     random_state : int, RandomState instance or None, default=None
         Seed for the sample, the initialisation and :meth:`sample`.
     warm_start : bool, default=False
@@ -31,7 +43,8 @@ SHARED_PARAMETERS = """\
     algorithm : {'batch', 'online', 'incremental'}, default='batch'
         ``batch``: EM, one pass over the data per iteration. ``online``: stepwise EM
         (see :meth:`partial_fit`) over passes through the data in a random chunk and row
-        order, in mini-batches of ``batch_size`` rows (default 10 000). ``incremental``:
+        order, in mini-batches of ``batch_size`` rows (default: 1/200 of the rows, from 500 to
+        10 000). ``incremental``:
         incremental EM (Neal & Hinton, 1998), an M-step after every chunk, the chunks'
         statistics kept (in memory, or in ``incremental_store``); its lower bound (the free
         energy) never decreases.
@@ -53,14 +66,17 @@ SHARED_PARAMETERS = """\
         Takes precedence over the default schedule, not over ``learning_rate``.
     half_life_unit : {'rows', 'updates'}, default='rows'
         What ``half_life`` counts.
-    average : bool or int, default=False
+    average : bool, int or 'auto', default='auto'
         Report the running mean of the stepwise statistics (Polyak averaging): from burn-in on
         (``True``), or once that many rows have been seen (an int, as in scikit-learn's
-        ``SGDClassifier``), which leaves the poor early iterates out of the average.
+        ``SGDClassifier``), which leaves the poor early iterates out of the average. ``'auto'``:
+        from the middle of the first pass on for ``algorithm='online'`` fits (within 1e-3 of
+        batch EM's optimum in two passes where the last iterate needs three or more), none
+        for :meth:`partial_fit`.
     incremental_store : str, default=None
         A Zarr store to keep the per-chunk statistics of ``incremental`` fits in, when they
         are too large for memory.
-    persist : bool or 'auto', default=False
+    persist : bool or 'auto', default='auto'
         Keep lazy data in the memory of the Dask workers between iterations instead of
         reading it again each pass: ``True`` always, ``'auto'`` when a ``dask.distributed``
         cluster is active and the data take less than half of its memory.
@@ -85,7 +101,7 @@ SHARED_ATTRIBUTES = """\
         Mean log-likelihood at each iteration of the best initialisation.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
     n_steps_ : int
         Stepwise updates made (``online`` fits and :meth:`partial_fit`).

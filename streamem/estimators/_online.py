@@ -84,6 +84,7 @@ class OnlineMixin:
         rows = self._rows(X, reset=first, min_rows=1)
         with labelled(rows.label):
             engine = self._engine(rows.data, sample_weight, whole=True)
+            self._prepare(engine, first, partial=True)
             if first:
                 rng = check_random_state(self.random_state)
                 plan = replace(self._plan(engine.n_features, do_init=True), n_init=1)

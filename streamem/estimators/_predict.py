@@ -9,17 +9,31 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..estep import chunk_predict, chunk_predict_proba, chunk_score_samples, map_rows
+from ..estep import (
+    chunk_impute,
+    chunk_predict,
+    chunk_predict_proba,
+    chunk_score_samples,
+    map_rows,
+)
 from ..sources import is_lazy
 
 
 class PredictMixin:
     """The methods of a fitted streamem estimator that read data without fitting."""
 
-    def _map_rows(self, X: Any, kernel: Any, n_columns: int | None, dtype: Any, name: str) -> Any:
+    def _map_rows(
+        self,
+        X: Any,
+        kernel: Any,
+        n_columns: int | None,
+        dtype: Any,
+        name: str,
+        columns: str = "component",
+    ) -> Any:
         check_is_fitted(self)
         return map_rows(
-            self._rows(X, reset=False), kernel, self._get_model(), n_columns, dtype, name
+            self._rows(X, reset=False), kernel, self._get_model(), n_columns, dtype, name, columns
         )
 
     def predict(self, X: Any) -> Any:
@@ -69,6 +83,37 @@ class PredictMixin:
         """
         return self._map_rows(X, chunk_score_samples, None, np.float64, "log_likelihood")
 
+    def impute(self, X: Any) -> Any:
+        """``X`` with each missing (NaN) entry replaced by its conditional mean under the model.
+
+        ``E[x_m | x_o] = Σ_k r_k E[x_m | x_o, k]``, with ``r_k`` the responsibilities given
+        the row's observed entries (Ghahramani & Jordan 1994): for a full or tied Gaussian
+        the regression of the missing entries on the observed ones within each component,
+        for independent features each component's mean (for categorical labels, the most
+        probable label instead). A row with nothing observed gets the mixture's mean. Works
+        whatever ``missing`` is; other entries are returned unchanged (as float64).
+
+        Parameters
+        ----------
+        X : array-like, Dask array, Zarr store or xarray object, shape (n_samples, n_features)
+            The rows.
+
+        Returns
+        -------
+        imputed : ndarray or dask.array.Array of shape (n_samples, n_features)
+            Lazy for lazy input (write it with :func:`streamem.to_zarr`); a DataArray with
+            dimensions (sample, ``feature``) for xarray input.
+
+        References
+        ----------
+        Z. Ghahramani and M. I. Jordan (1994), "Supervised learning from incomplete data via
+        an EM approach", NIPS 6. R. J. A. Little and D. B. Rubin (2002), *Statistical Analysis
+        with Missing Data*, 2nd ed., ch. 11.
+        """
+        return self._map_rows(
+            X, chunk_impute, self.n_features_in_, np.float64, "imputed", columns="feature"
+        )
+
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the rows of ``X`` (computed, also for Dask input).
 
@@ -89,6 +134,12 @@ class PredictMixin:
         """Mean log-likelihood of the rows of ``X`` and their number, opening ``X`` once."""
         scores = self.score_samples(X)
         scores = getattr(scores, "data", scores)  # xarray → its array
+        if getattr(self, "missing", "error") == "drop":  # rows with NaN were left out
+            kept = (~np.isnan(scores)).sum()
+            total = np.nansum(scores)
+            if is_lazy(scores):
+                kept, total = kept.compute(), total.compute()
+            return float(total / max(int(kept), 1)), int(kept)
         mean = scores.mean().compute() if is_lazy(scores) else np.mean(scores)
         return float(mean), scores.shape[0]
 

@@ -196,6 +196,7 @@ class BernoulliMixture(_CountsMixture):
         init_params: str = "kmeans",
         weights_init: Any = None,
         probabilities_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -214,9 +215,9 @@ class BernoulliMixture(_CountsMixture):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -228,6 +229,7 @@ class BernoulliMixture(_CountsMixture):
         self.init_params = init_params
         self.weights_init = weights_init
         self.probabilities_init = probabilities_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -253,7 +255,7 @@ class BernoulliMixture(_CountsMixture):
         self.callback = callback
 
     def _family(self) -> Bernoulli:
-        return Bernoulli(float(self.min_probability))
+        return Bernoulli(float(self.min_probability), self.missing)
 
     def _shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
         return {"probabilities": (self.n_components, n_features)}
@@ -345,6 +347,7 @@ class BinomialMixture(_CountsMixture):
         init_params: str = "kmeans",
         weights_init: Any = None,
         probabilities_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -363,9 +366,9 @@ class BinomialMixture(_CountsMixture):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -379,6 +382,7 @@ class BinomialMixture(_CountsMixture):
         self.init_params = init_params
         self.weights_init = weights_init
         self.probabilities_init = probabilities_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -405,7 +409,7 @@ class BinomialMixture(_CountsMixture):
 
     def _family(self) -> Binomial:
         column = None if self.trials_column is None else int(self.trials_column)
-        return Binomial(int(self.n_trials), column, float(self.min_probability))
+        return Binomial(int(self.n_trials), column, float(self.min_probability), self.missing)
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
@@ -521,6 +525,7 @@ class MultinomialMixture(_CountsMixture):
         init_params: str = "kmeans",
         weights_init: Any = None,
         probabilities_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -539,9 +544,9 @@ class MultinomialMixture(_CountsMixture):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -555,6 +560,7 @@ class MultinomialMixture(_CountsMixture):
         self.init_params = init_params
         self.weights_init = weights_init
         self.probabilities_init = probabilities_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -584,6 +590,7 @@ class MultinomialMixture(_CountsMixture):
             None if self.n_categories is None else int(self.n_categories),
             None if self.n_trials is None else int(self.n_trials),
             float(self.min_probability),
+            self.missing,
         )
 
     def _check_parameters(self) -> None:
@@ -678,6 +685,7 @@ class PoissonMixture(_CountsMixture):
         init_params: str = "kmeans",
         weights_init: Any = None,
         rates_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -696,9 +704,9 @@ class PoissonMixture(_CountsMixture):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -710,6 +718,7 @@ class PoissonMixture(_CountsMixture):
         self.init_params = init_params
         self.weights_init = weights_init
         self.rates_init = rates_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -735,7 +744,7 @@ class PoissonMixture(_CountsMixture):
         self.callback = callback
 
     def _family(self) -> Poisson:
-        return Poisson(float(self.min_rate))
+        return Poisson(float(self.min_rate), self.missing)
 
     def _shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
         return {"rates": (self.n_components, n_features)}
@@ -748,7 +757,8 @@ class GroupedGaussianMixture(_ParamsMixture):
     A row holds ``n_features`` exchangeable draws (replicate measurements of one unit, say)
     that all come from the same component ``N(means_[k], variances_[k])``; rows are assigned
     to components as wholes. The M-step is the exact maximum-likelihood estimate. Every row
-    has the same number of draws (missing values are not supported).
+    has the same number of draws; with ``missing='marginalize'`` a missing (NaN) draw is simply
+    absent.
 
     Parameters
     ----------
@@ -810,6 +820,7 @@ class GroupedGaussianMixture(_ParamsMixture):
         weights_init: Any = None,
         means_init: Any = None,
         variances_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -828,9 +839,9 @@ class GroupedGaussianMixture(_ParamsMixture):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -843,6 +854,7 @@ class GroupedGaussianMixture(_ParamsMixture):
         self.weights_init = weights_init
         self.means_init = means_init
         self.variances_init = variances_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -870,7 +882,9 @@ class GroupedGaussianMixture(_ParamsMixture):
     def _family(self) -> GroupedGaussian:
         group_size = getattr(self, "n_features_in_", None)
         return GroupedGaussian(
-            float(self.reg_covar), None if group_size is None else int(group_size)
+            float(self.reg_covar),
+            None if group_size is None else int(group_size),
+            self.missing,
         )
 
     def _check_parameters(self) -> None:

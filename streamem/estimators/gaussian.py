@@ -102,6 +102,7 @@ class GaussianMixture(MixtureEstimator):
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
+        missing: str = "error",
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -120,9 +121,9 @@ class GaussianMixture(MixtureEstimator):
         learning_rate: float | None = None,
         half_life: float | None = None,
         half_life_unit: str = "rows",
-        average: bool = False,
+        average: bool | int | str = "auto",
         incremental_store: str | None = None,
-        persist: bool | str = False,
+        persist: bool | str = "auto",
         checkpoint: str | None = None,
         callback: Any = None,
     ) -> None:
@@ -136,6 +137,7 @@ class GaussianMixture(MixtureEstimator):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.missing = missing
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -161,7 +163,7 @@ class GaussianMixture(MixtureEstimator):
         self.callback = callback
 
     def _family(self) -> Gaussian:
-        return Gaussian(self.covariance_type, float(self.reg_covar))
+        return Gaussian(self.covariance_type, float(self.reg_covar), self.missing)
 
     def _check_parameters(self) -> None:
         super()._check_parameters()

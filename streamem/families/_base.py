@@ -111,6 +111,15 @@ class Family(Protocol):
 
     # Optional: ``min_count(n_features) -> float``, the responsibility mass a component needs
     # before its M-step is well defined (stepwise EM's burn-in; default 1).
+    #
+    # Optional, together, for *variational* families (variational Bayes has the shape of EM:
+    # ``coefficients`` give the expected log-densities under the posterior, ``m_step`` is the
+    # conjugate update; see families/bayesian_gaussian.py):
+    # ``mixture_weights(params) -> ndarray``, the weights a model gets after an M-step (instead
+    # of the normalised counts), and ``elbo_penalty(params) -> float``, what the ELBO subtracts
+    # from ``E_q[log p(X, Z | θ)] + H(q(Z))`` (``KL(q(θ) ‖ p(θ))``). The drivers then report
+    # the ELBO as the lower bound, and do not re-seed empty components (their posterior is
+    # the prior; emptying is how variational Bayes drops components).
 
 
 class Mixture(NamedTuple):
@@ -156,6 +165,18 @@ def merge_weights(counts: np.ndarray) -> np.ndarray:
     """The mixture weights the M-step gives for component ``counts``."""
     weights = counts + COUNT_EPS
     return weights / weights.sum()
+
+
+def is_variational(family: Family) -> bool:
+    """Whether ``family`` is variational (see the optional hooks of :class:`Family`)."""
+    return hasattr(family, "elbo_penalty")
+
+
+def updated_weights(family: Family, stats: Any, params: Any) -> np.ndarray:
+    """The mixture weights an M-step gives: the family's own for variational families (from
+    the posterior in ``params``), else the normalised counts of ``stats``."""
+    own = getattr(family, "mixture_weights", None)
+    return merge_weights(stats.counts) if own is None else own(params)
 
 
 # -- helpers the families share ----------------------------------------------------------------

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from scipy.special import gammaln
 
+from . import _missing
 from ._base import pooled_others
+from ._missing import MaskedCountStats, MaskedFeatures
 
 Stats = TypeVar("Stats", bound=tuple)
 
@@ -29,7 +31,7 @@ class CountStats(NamedTuple):
     sums: np.ndarray
 
 
-class CountFamily:
+class CountFamily(MaskedFeatures):
     """The methods the count families share; each family's module has only what is its own.
 
     A mixin without fields (the families' dataclass fields, which model files store, are
@@ -60,6 +62,8 @@ class CountFamily:
 
     def merge(self, a: Stats, b: Stats) -> Stats:
         """Statistics of the union of the rows behind ``a`` and ``b``: field-wise sums."""
+        if type(a) is not type(b):  # with and without missing entries
+            a, b = self.promote(a), self.promote(b)
         return type(a)(*(x + y for x, y in zip(a, b, strict=True)))
 
     def subtract(self, total: Stats, part: Stats) -> Stats:
@@ -67,8 +71,12 @@ class CountFamily:
 
         Counts are clipped at zero, so rounding cannot leave a component a negative weight.
         """
+        if type(total) is not type(part):
+            total, part = self.promote(total), self.promote(part)
         counts = np.maximum(total[0] - part[0], 0.0)
-        rest = (x - y for x, y in zip(total[1:], part[1:], strict=True))
+        rest = [x - y for x, y in zip(total[1:], part[1:], strict=True)]
+        if _missing.is_masked(total):  # observed weights are clipped like the counts
+            rest[-1] = np.maximum(rest[-1], 0.0)
         return type(total)(counts, *rest)
 
     def scale(self, stats: Stats, factor: float) -> Stats:
@@ -80,6 +88,14 @@ class CountFamily:
     def expected_log_prob(self, stats: Any, params: Any) -> np.ndarray:
         """``Σ r (A·F(x) + b)`` per component (K,): the expected log-density without ``h(x)``."""
         A, b = self.coefficients(params, None)
+        if isinstance(stats, MaskedCountStats):
+            observed = stats.observed
+            if not np.all(observed == observed[:, :1]):  # each feature's own normaliser
+                constants = self.feature_constants(params)
+                return np.einsum("kp,kp->k", A, stats.sums) + np.einsum(
+                    "kd,kd->k", constants, observed
+                )
+            return np.einsum("kp,kp->k", A, stats.sums) + b * observed[:, 0]
         return np.einsum("kp,kp->k", A, stats.sums) + b * stats.counts
 
     # -- everything else ---------------------------------------------------------------------
@@ -99,6 +115,44 @@ class CountFamily:
     def row_parameters(self, row: np.ndarray) -> np.ndarray:
         """The parameters (one component's) that fit a single data row best."""
         return row
+
+    # -- missing values: masked features [m x, m] (see families/_missing.py) -----------------
+
+    def feature_constants(self, params: Any) -> np.ndarray:
+        """The log-normaliser ``b`` split over the features (K, D), for masked rows."""
+        raise NotImplementedError
+
+    def masked_features(
+        self, values: np.ndarray, missing: np.ndarray, reference: None
+    ) -> np.ndarray:
+        d = values.shape[1]
+        F = np.empty((2 * d, values.shape[0]))
+        np.copyto(F[:d], values.T, casting="unsafe")
+        np.copyto(F[:d], 0.0, where=missing.T)
+        np.subtract(1.0, missing.T, out=F[d:])
+        return F
+
+    def masked_coefficients(self, params: Any, reference: None) -> tuple[np.ndarray, np.ndarray]:
+        A, _ = self.coefficients(params, None)
+        constants = self.feature_constants(params)
+        return np.concatenate([A, constants], axis=1), np.zeros(len(A))
+
+    def masked_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> Any:
+        d = sums.shape[1] // 2
+        return MaskedCountStats(counts, sums[:, :d], sums[:, d:])
+
+    def promote(self, stats: Any) -> Any:
+        """Plain statistics as masked ones (every feature observed)."""
+        if _missing.is_masked(stats):
+            return stats
+        counts, sums = stats
+        return MaskedCountStats(counts, sums, np.repeat(counts[:, None], sums.shape[1], axis=1))
+
+
+def denominators(stats: Any) -> np.ndarray:
+    """What the M-step divides the sums by: the row counts (K, 1), or the observed weights of
+    each feature (K, D) when rows had missing entries."""
+    return stats.observed if isinstance(stats, MaskedCountStats) else stats.counts[:, None]
 
 
 # -- parameters from sums --------------------------------------------------------------------
@@ -215,5 +269,6 @@ def blend_toward_row(
     """
     pooled = pooled_others(values, component, counts)
     values = values.copy()
+    row_values = np.where(np.isnan(row_values), pooled, row_values)  # a row with NaN
     values[component] = regularize(0.5 * (row_values + pooled))
     return values

@@ -35,9 +35,12 @@ class Bernoulli(CountFamily):
     ----------
     min_probability : float, default=1e-10
         Probabilities are kept in ``[min_probability, 1 − min_probability]``.
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean (see :mod:`streamem.families._missing`).
     """
 
     min_probability: float = 1e-10
+    missing: str = "error"
 
     feature_key = "bernoulli"
 
@@ -54,12 +57,18 @@ class Bernoulli(CountFamily):
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: CountStats) -> tuple[BernoulliParams, list[str]]:
-        probabilities = _counts.ratio(stats.sums, stats.counts[:, None])
+        probabilities = _counts.ratio(stats.sums, _counts.denominators(stats))
         return BernoulliParams(self.regularize(probabilities)), []
 
     def regularize(self, probabilities: np.ndarray) -> np.ndarray:
         """Probabilities kept in ``[min_probability, 1 − min_probability]``."""
         return _counts.clip_probabilities(probabilities, self.min_probability)
+
+    def feature_constants(self, params: BernoulliParams) -> np.ndarray:
+        return np.log1p(-params.probabilities)
+
+    def expected_values(self, params: BernoulliParams) -> np.ndarray:
+        return params.probabilities
 
     # -- everything else ---------------------------------------------------------------------
 

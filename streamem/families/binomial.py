@@ -26,6 +26,7 @@ from scipy.special import gammaln
 
 from . import _counts
 from ._counts import CountFamily
+from ._missing import MaskedBinomialStats, is_masked
 
 
 class BinomialParams(NamedTuple):
@@ -55,11 +56,15 @@ class Binomial(CountFamily):
         the end); it is not a feature.
     min_probability : float, default=1e-10
         Probabilities are kept in ``[min_probability, 1 − min_probability]``.
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean (see :mod:`streamem.families._missing`); the trials column
+        itself must not be missing.
     """
 
     n_trials: int = 1
     trials_column: int | None = None
     min_probability: float = 1e-10
+    missing: str = "error"
 
     @property
     def feature_key(self) -> tuple:
@@ -121,7 +126,8 @@ class Binomial(CountFamily):
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: BinomialStats) -> tuple[BinomialParams, list[str]]:
-        probabilities = _counts.ratio(stats.successes, stats.trials[:, None])
+        trials = stats.trials if stats.trials.ndim == 2 else stats.trials[:, None]
+        probabilities = _counts.ratio(stats.successes, trials)
         return BinomialParams(self.regularize(probabilities)), []
 
     def regularize(self, probabilities: np.ndarray) -> np.ndarray:
@@ -131,7 +137,13 @@ class Binomial(CountFamily):
     def expected_log_prob(self, stats: BinomialStats, params: BinomialParams) -> np.ndarray:
         """``Σ r log p_k(x)`` without the base measure, per component (K,), from statistics."""
         logit, log_complement = _counts.logit_and_log_complement(params.probabilities)
-        return np.einsum("kd,kd->k", logit, stats.successes) + log_complement * stats.trials
+        trials = stats.trials
+        if trials.ndim == 2:  # masked statistics: each feature's own trials
+            if not np.all(trials == trials[:, :1]):
+                complement = np.einsum("kd,kd->k", np.log1p(-params.probabilities), trials)
+                return np.einsum("kd,kd->k", logit, stats.successes) + complement
+            trials = trials[:, 0]
+        return np.einsum("kd,kd->k", logit, stats.successes) + log_complement * trials
 
     # -- everything else ---------------------------------------------------------------------
 
@@ -154,3 +166,69 @@ class Binomial(CountFamily):
         """The success probabilities of one data row."""
         successes, trials = self._successes_and_trials(row[None])
         return _counts.ratio(successes, np.asarray(trials, dtype=np.float64))[0]
+
+    # -- missing values: masked features [m x, m n] (see families/_missing.py) ---------------
+
+    def check_observed(self, observed: np.ndarray) -> tuple[str, int] | None:
+        """Why rows with these observed entries cannot be marginalised (and the first such
+        row), or None: the number of trials of a row is data, never missing."""
+        if self.trials_column is None:
+            return None
+        column = range(observed.shape[1])[self.trials_column]
+        bad = ~observed[:, column]
+        if not bad.any():
+            return None
+        return (
+            f"the trials column (column {column}) must not be missing: a row's number of "
+            "trials gives its successes their meaning. Drop those rows (missing='drop')",
+            int(np.argmax(bad)),
+        )
+
+    def feature_constants(self, params: BinomialParams) -> np.ndarray:
+        return self.n_trials * np.log1p(-params.probabilities)
+
+    def masked_features(
+        self, values: np.ndarray, missing: np.ndarray, reference: None
+    ) -> np.ndarray:
+        if self.trials_column is None:
+            return super().masked_features(values, missing, reference)
+        order = self._order(values.shape[1])
+        x = np.where(missing, 0.0, values)[:, order]
+        seen = ~missing[:, order[:-1]]
+        return np.concatenate([x[:, :-1].T, (seen * x[:, -1:]).T])
+
+    def masked_coefficients(
+        self, params: BinomialParams, reference: None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.trials_column is None:
+            return super().masked_coefficients(params, reference)
+        logit, _ = _counts.logit_and_log_complement(params.probabilities)
+        A = np.concatenate([logit, np.log1p(-params.probabilities)], axis=1)
+        return A, np.zeros(len(A))
+
+    def masked_finalize(
+        self, counts: np.ndarray, sums: np.ndarray, reference: None
+    ) -> MaskedBinomialStats:
+        d = sums.shape[1] // 2
+        trials = sums[:, d:] if self.trials_column is not None else self.n_trials * sums[:, d:]
+        return MaskedBinomialStats(counts, sums[:, :d], trials)
+
+    def promote(self, stats: BinomialStats) -> MaskedBinomialStats:
+        if is_masked(stats):
+            return stats
+        counts, successes, trials = stats
+        d = successes.shape[1]
+        return MaskedBinomialStats(counts, successes, np.repeat(trials[:, None], d, axis=1))
+
+    def expected_values(self, params: BinomialParams) -> np.ndarray:
+        return self.n_trials * params.probabilities
+
+    def impute_values(self, params: BinomialParams, resp: np.ndarray, block) -> np.ndarray:
+        if self.trials_column is None:
+            return super().impute_values(params, resp, block)
+        order = self._order(block.filled.shape[1])
+        trials = np.asarray(block.filled[:, order[-1:]], dtype=np.float64)
+        out = np.empty(block.filled.shape)
+        out[:, order[:-1]] = trials * (resp.T @ params.probabilities)
+        out[:, order[-1]] = trials[:, 0]
+        return out

@@ -31,7 +31,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
+from . import _missing
 from ._base import COUNT_EPS, finite_mean, pooled_others
+from ._missing import MaskedFeatures, MaskedGaussianStats
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 LOG_2PI = np.log(2 * np.pi)
@@ -58,11 +60,15 @@ class GaussianStats(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Gaussian:
-    """Gaussian components; ``covariance_type`` as in scikit-learn, ``reg_covar`` ≥ 0."""
+class Gaussian(MaskedFeatures):
+    """Gaussian components; ``covariance_type`` as in scikit-learn, ``reg_covar`` ≥ 0.
+
+    ``missing`` says what NaN entries mean (see :mod:`streamem.families._missing`).
+    """
 
     covariance_type: str = "full"
     reg_covar: float = 1e-6
+    missing: str = "error"
 
     @property
     def _kernels(self) -> _Kernels:
@@ -121,6 +127,8 @@ class Gaussian:
         return GaussianStats(counts, reference + offsets, scatter)
 
     def merge(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
+        if _missing.is_masked(a) or _missing.is_masked(b):
+            return self._masked_merge(a, b)
         counts = a.counts + b.counts
         safe = np.where(counts > 0, counts, 1.0)
         delta = b.means - a.means
@@ -129,6 +137,8 @@ class Gaussian:
         return GaussianStats(counts, means, a.scatter + b.scatter + spread)
 
     def subtract(self, total: GaussianStats, part: GaussianStats) -> GaussianStats:
+        if _missing.is_masked(total) or _missing.is_masked(part):
+            return self._masked_subtract(total, part)
         counts = np.maximum(total.counts - part.counts, 0.0)
         safe = np.where(counts > 0, counts, 1.0)
         means = total.means + (total.means - part.means) * (part.counts / safe)[:, None]
@@ -138,11 +148,16 @@ class Gaussian:
         return GaussianStats(counts, means, scatter)
 
     def scale(self, stats: GaussianStats, factor: float) -> GaussianStats:
+        if _missing.is_masked(stats):
+            counts, observed, means, scatter = stats
+            return MaskedGaussianStats(counts * factor, observed * factor, means, scatter * factor)
         return GaussianStats(stats.counts * factor, stats.means, stats.scatter * factor)
 
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, list[str]]:
+        if _missing.is_masked(stats):
+            return self._masked_m_step(stats)
         counts = stats.counts + COUNT_EPS
         d = stats.means.shape[1]
         covariances = self._kernels.covariances(stats.scatter, counts, d, self.reg_covar)
@@ -155,6 +170,8 @@ class Gaussian:
         With ``m`` and ``S`` the statistics' mean and scatter and ``P = L Lᵀ``:
         ``n (log|L| − D/2 log 2π) − ½ [tr(P S) + n (m − μ)ᵀ P (m − μ)]``.
         """
+        if _missing.is_masked(stats):
+            return self._masked_expected_log_prob(stats, params)
         counts, means, scatter = stats
         d = means.shape[1]
         log_det, spread, trace = self._kernels.expected_terms(
@@ -182,10 +199,180 @@ class Gaussian:
         self, params: GaussianParams, component: int, row: np.ndarray, stats: GaussianStats
     ) -> GaussianParams:
         means = params.means.copy()
-        means[component] = row
+        # a missing entry of the row takes the others' pooled mean
+        means[component] = np.where(
+            np.isnan(row), pooled_others(params.means, component, stats.counts), row
+        )
         covariances = self._kernels.restart_covariance(params.covariances, component, stats.counts)
         covariances, chol, _ = precision_cholesky(covariances, self.covariance_type)
         return GaussianParams(means, covariances, chol)
+
+    # -- missing values (see families/_missing.py) -------------------------------------------
+    # diag and spherical: masked features [m x', m x'², m]; full and tied: the conditional
+    # distribution of the missing entries given the observed ones
+
+    @property
+    def _conditional(self) -> bool:
+        return self.covariance_type in ("full", "tied")
+
+    @property
+    def missing_all_rows(self) -> bool:
+        return not self._conditional  # full, tied: complete rows take the plain kernel
+
+    def missing_reference(self, X: np.ndarray, observed: np.ndarray | None) -> np.ndarray:
+        return _missing.masked_reference(X, observed)
+
+    def missing_check(self, block) -> None:
+        return None  # any real value is valid; infinite ones show in the log-likelihood
+
+    def missing_width(self, n_features: int, n_expanded: int) -> int:
+        # the conditional kernel's per-row work arrays are (K, D) per row, several of them; it
+        # gains from blocks larger than the complete-data kernel's (fewer pattern groups)
+        return 2 * n_features if self._conditional else 3 * n_features
+
+    def missing_blocks(self, X, observed, reference, step):
+        if not self._conditional:
+            return super().missing_blocks(X, observed, reference, step)
+        return _missing.conditional_blocks(X, observed, reference, step)
+
+    def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
+        if not self._conditional:
+            return self.masked_coefficients(params, reference)
+        return _missing.conditional_coefficients(
+            params.precisions_cholesky, params.means - reference
+        )
+
+    def missing_log_prob(self, block, coefficients):
+        if not self._conditional:
+            return super().missing_log_prob(block, coefficients)
+        return _missing.conditional_log_prob(block, coefficients)
+
+    def missing_sums(self, block, coefficients, carry, resp):
+        if not self._conditional:
+            return super().missing_sums(block, coefficients, carry, resp)
+        return _missing.conditional_sums(block, coefficients, carry, resp)
+
+    def missing_finalize(self, counts, sums, reference):
+        if not self._conditional:
+            return self.masked_finalize(counts, sums, reference)
+        return self.finalize(counts, sums, reference)
+
+    def missing_impute(self, block, coefficients, carry, resp, params):
+        if not self._conditional:
+            return super().missing_impute(block, coefficients, carry, resp, params)
+        reference = params.means[0] - coefficients.means[0]
+        return _missing.conditional_impute(block, coefficients, carry, resp, reference)
+
+    def expected_values(self, params: GaussianParams) -> np.ndarray:
+        return params.means
+
+    def masked_features(
+        self, values: np.ndarray, missing: np.ndarray, reference: np.ndarray
+    ) -> np.ndarray:
+        n, d = values.shape
+        F = np.empty((3 * d, n))
+        np.subtract(values.T, reference[:, None], out=F[:d])
+        np.copyto(F[:d], 0.0, where=missing.T)
+        np.square(F[:d], out=F[d : 2 * d])
+        np.subtract(1.0, missing.T, out=F[2 * d :])
+        return F
+
+    def masked_base_log_measure(self, values: np.ndarray, missing: np.ndarray) -> None:
+        return None
+
+    def masked_coefficients(
+        self, params: GaussianParams, reference: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # per feature: P μ' x' − ½ P x'² + (log L − ½ log 2π − ½ P μ'²), the last counted
+        # only where the feature is observed
+        means = params.means - reference
+        chol = params.precisions_cholesky
+        if self.covariance_type == "spherical":
+            chol = np.broadcast_to(chol[:, None], means.shape)
+        precisions = np.square(chol)
+        linear = precisions * means
+        constant = np.log(chol) - 0.5 * LOG_2PI - 0.5 * linear * means
+        A = np.concatenate([linear, -0.5 * precisions, constant], axis=1)
+        return A, np.zeros(len(A))
+
+    def masked_finalize(
+        self, counts: np.ndarray, sums: np.ndarray, reference: np.ndarray
+    ) -> MaskedGaussianStats:
+        d = reference.shape[0]
+        first, second, observed = sums[:, :d], sums[:, d : 2 * d], sums[:, 2 * d :]
+        offsets = _missing.ratio(first, observed)
+        scatter = second - first * offsets
+        if self.covariance_type == "spherical":
+            scatter = scatter.sum(axis=1)
+        return MaskedGaussianStats(counts, observed, reference + offsets, scatter)
+
+    def promote(self, stats: GaussianStats) -> GaussianStats | MaskedGaussianStats:
+        """Plain diag or spherical statistics as masked ones (every feature observed)."""
+        if self._conditional or _missing.is_masked(stats):
+            return stats
+        observed = np.repeat(stats.counts[:, None], stats.means.shape[1], axis=1)
+        return MaskedGaussianStats(stats.counts, observed, stats.means, stats.scatter)
+
+    def _plain(self, stats: MaskedGaussianStats) -> GaussianStats | None:
+        """The plain statistics masked ones are equal to, if every feature is observed."""
+        if _missing.uniform(stats, stats.observed):
+            return GaussianStats(stats.counts, stats.means, stats.scatter)
+        return None
+
+    def _masked_merge(self, a, b) -> MaskedGaussianStats:
+        a, b = self.promote(a), self.promote(b)
+        plain_a, plain_b = self._plain(a), self._plain(b)
+        if plain_a is not None and plain_b is not None:
+            return self.promote(self.merge(plain_a, plain_b))
+        observed, means, spread = _missing.chan_merge(a.observed, a.means, b.observed, b.means)
+        if self.covariance_type == "spherical":
+            spread = spread.sum(axis=1)
+        scatter = a.scatter + b.scatter + spread
+        return MaskedGaussianStats(a.counts + b.counts, observed, means, scatter)
+
+    def _masked_subtract(self, total, part) -> MaskedGaussianStats:
+        total, part = self.promote(total), self.promote(part)
+        plain_total, plain_part = self._plain(total), self._plain(part)
+        if plain_total is not None and plain_part is not None:
+            return self.promote(self.subtract(plain_total, plain_part))
+        observed, means, spread = _missing.chan_subtract(
+            total.observed, total.means, part.observed, part.means
+        )
+        if self.covariance_type == "spherical":
+            spread = spread.sum(axis=1)
+        counts = np.maximum(total.counts - part.counts, 0.0)
+        return MaskedGaussianStats(counts, observed, means, total.scatter - part.scatter - spread)
+
+    def _masked_m_step(self, stats: MaskedGaussianStats) -> tuple[GaussianParams, list[str]]:
+        plain = self._plain(stats)
+        if plain is not None:
+            return self.m_step(plain)
+        observed = stats.observed + COUNT_EPS
+        if self.covariance_type == "spherical":
+            covariances = stats.scatter / observed.sum(axis=1) + self.reg_covar
+        else:
+            covariances = stats.scatter / observed + self.reg_covar
+        covariances, chol, notes = precision_cholesky(covariances, self.covariance_type)
+        return GaussianParams(stats.means.copy(), covariances, chol), notes
+
+    def _masked_expected_log_prob(
+        self, stats: MaskedGaussianStats, params: GaussianParams
+    ) -> np.ndarray:
+        plain = self._plain(stats)
+        if plain is not None:
+            return self.expected_log_prob(plain, params)
+        chol = params.precisions_cholesky
+        spherical = self.covariance_type == "spherical"
+        chol_d = np.broadcast_to(chol[:, None], stats.means.shape) if spherical else chol
+        precisions = np.square(chol_d)
+        delta = stats.means - params.means
+        normaliser = (stats.observed * (np.log(chol_d) - 0.5 * LOG_2PI)).sum(axis=1)
+        spread = (precisions * stats.observed * np.square(delta)).sum(axis=1)
+        if spherical:
+            trace = np.square(chol) * stats.scatter
+        else:
+            trace = (precisions * stats.scatter).sum(axis=1)
+        return normaliser - 0.5 * (trace + spread)
 
 
 def precision_cholesky(

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import _counts
 from ._base import COUNT_EPS, finite_mean
+from ._missing import MaskedFeatures
 from .gaussian import LOG_2PI, precision_cholesky
 
 
@@ -46,7 +47,7 @@ class GroupedGaussianStats(NamedTuple):
 
 
 @dataclass(frozen=True)
-class GroupedGaussian:
+class GroupedGaussian(MaskedFeatures):
     """Rows of exchangeable draws from one univariate Gaussian component each.
 
     Parameters
@@ -55,10 +56,13 @@ class GroupedGaussian:
         Non-negative regularisation added to the variances.
     group_size : int or None, default=None
         Draws per row, used only to draw samples (rows of any length are fitted).
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean: with ``'marginalize'`` a missing draw is simply absent.
     """
 
     reg_covar: float = 1e-6
     group_size: int | None = None
+    missing: str = "error"
 
     feature_key = "grouped-gaussian"
 
@@ -157,6 +161,35 @@ class GroupedGaussian:
         log_norm = LOG_2PI + np.log(params.variances)
         return -0.5 * (spread / params.variances + stats.entries * log_norm)
 
+    # -- missing values: a missing draw is absent (see families/_missing.py) ------------------
+
+    def masked_features(
+        self, values: np.ndarray, missing: np.ndarray, reference: np.float64
+    ) -> np.ndarray:
+        centred = np.subtract(values, reference, dtype=np.float64)
+        np.copyto(centred, 0.0, where=missing)
+        F = np.empty((3, values.shape[0]))
+        centred.sum(axis=1, out=F[0])
+        np.einsum("ij,ij->i", centred, centred, out=F[1])
+        F[2] = missing.shape[1] - missing.sum(axis=1)
+        return F
+
+    def missing_check(self, block) -> None:
+        return None  # any real value is valid; infinite ones show in the log-likelihood
+
+    def masked_coefficients(
+        self, params: GroupedGaussianParams, reference: np.float64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.coefficients(params, reference)
+
+    def masked_finalize(
+        self, counts: np.ndarray, sums: np.ndarray, reference: np.float64
+    ) -> GroupedGaussianStats:
+        return self.finalize(counts, sums, reference)
+
+    def impute_values(self, params: GroupedGaussianParams, resp: np.ndarray, block) -> np.ndarray:
+        return np.repeat((resp.T @ params.means)[:, None], block.filled.shape[1], axis=1)
+
     # -- everything else ---------------------------------------------------------------------
 
     def n_parameters(self, params: GroupedGaussianParams) -> int:
@@ -184,7 +217,8 @@ class GroupedGaussian:
         stats: GroupedGaussianStats,
     ) -> GroupedGaussianParams:
         means = params.means.copy()
-        means[component] = np.mean(row)
+        if not np.isnan(row).all():
+            means[component] = np.nanmean(row)
         # the pooled variance of the other components: wide enough to attract data
         variances = params.variances.copy()
         others = np.arange(len(means)) != component

@@ -24,7 +24,7 @@ to it and each distribution is renormalised, so no log-probability is infinite.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import gammaln
@@ -53,11 +53,15 @@ class Multinomial(CountFamily):
         draw samples). None: totals may vary but must be positive.
     min_probability : float, default=1e-10
         Probabilities are at least about ``min_probability`` (floored, then renormalised).
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean (see :mod:`streamem.families._missing`). Count vectors cannot
+        marginalise a missing count (the row's total is then unknown); categorical labels can.
     """
 
     n_categories: int | None = None
     n_trials: int | None = None
     min_probability: float = 1e-10
+    missing: str = "error"
 
     @property
     def feature_key(self) -> tuple:
@@ -161,6 +165,42 @@ class Multinomial(CountFamily):
         return _counts.draw_rows(
             lambda p, n: rng.multinomial(self.n_trials, p, size=n), params.probabilities, counts
         )
+
+    # -- missing values: a missing label has no indicator (see families/_missing.py) ----------
+
+    @property
+    def can_marginalize(self) -> bool:
+        return self.n_categories is not None
+
+    missing_refusal = (
+        "MultinomialMixture: a missing count leaves the row's total unknown, so count vectors "
+        "cannot marginalise missing entries (categorical labels, with n_categories, can). Use "
+        "missing='drop' to leave rows with NaN out, or fill the counts first."
+    )
+
+    def masked_features(
+        self, values: np.ndarray, missing: np.ndarray, reference: None
+    ) -> np.ndarray:
+        indicators = self._one_hot(values)  # NaN equals no label: no indicator
+        d, c, b = indicators.shape
+        return indicators.reshape(d * c, b).astype(np.float64)
+
+    def masked_coefficients(
+        self, params: MultinomialParams, reference: None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.coefficients(params, reference)
+
+    def masked_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: None) -> Any:
+        return CountStats(counts, sums)
+
+    def promote(self, stats: Any) -> Any:
+        return stats  # a missing label's indicators are all 0: the sums stay plain
+
+    def impute_values(self, params: MultinomialParams, resp: np.ndarray, block) -> np.ndarray:
+        """The most probable label of each missing entry under the mixture (a categorical
+        label's mean has no meaning)."""
+        probabilities = np.einsum("kb,kdc->bdc", resp, params.probabilities)
+        return probabilities.argmax(axis=-1).astype(np.float64)
 
     def row_parameters(self, row: np.ndarray) -> np.ndarray:
         """The category probabilities of one data row: its shares, or its labels one-hot."""

@@ -34,9 +34,12 @@ class Poisson(CountFamily):
     ----------
     min_rate : float, default=1e-10
         Rates are at least ``min_rate``.
+    missing : {'error', 'marginalize', 'drop'}, default='error'
+        What NaN entries mean (see :mod:`streamem.families._missing`).
     """
 
     min_rate: float = 1e-10
+    missing: str = "error"
 
     feature_key = "poisson"
 
@@ -56,11 +59,18 @@ class Poisson(CountFamily):
     # -- M-step ------------------------------------------------------------------------------
 
     def m_step(self, stats: CountStats) -> tuple[PoissonParams, list[str]]:
-        return PoissonParams(self.regularize(_counts.ratio(stats.sums, stats.counts[:, None]))), []
+        rates = _counts.ratio(stats.sums, _counts.denominators(stats))
+        return PoissonParams(self.regularize(rates)), []
 
     def regularize(self, rates: np.ndarray) -> np.ndarray:
         """Rates raised to at least ``min_rate``."""
         return np.maximum(rates, self.min_rate)
+
+    def feature_constants(self, params: PoissonParams) -> np.ndarray:
+        return -params.rates
+
+    def expected_values(self, params: PoissonParams) -> np.ndarray:
+        return params.rates
 
     # -- everything else ---------------------------------------------------------------------
 

@@ -237,3 +237,19 @@ def test_averaging_can_start_after_a_number_of_rows(stream):
     assert gm.stepwise_state_.n_averaged == (7,)  # from the 6th batch (30 000 rows) on
     with pytest.raises(ValueError, match="average must be an integer"):
         GaussianMixture(3, average=-5).partial_fit(stream[:100])
+
+
+def test_online_defaults_reach_batch_in_two_passes():
+    X = make_blobs(100_000, d=3, k=4, seed=8)
+    init = GaussianMixture(4, random_state=0, max_iter=0).fit(X)
+    start = dict(
+        weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        optimum = GaussianMixture(4, tol=1e-9, max_iter=500, **start).fit(X).score(X)
+        online = GaussianMixture(4, algorithm="online", max_passes=2, chunk_size=4000, **start)
+        last_iterate = online.set_params(average=False).fit(X).score(X)
+        averaged = online.set_params(average="auto").fit(X).score(X)
+    assert optimum - averaged < 1e-3
+    assert optimum - averaged < optimum - last_iterate

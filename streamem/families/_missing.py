@@ -1,0 +1,652 @@
+"""Missing values (NaN) marginalised exactly: what the families share.
+
+A family that supports ``missing="marginalize"`` gives the chunk kernel, for the rows of a
+chunk that have missing entries, a sequence of *blocks* and four operations on them:
+
+* ``missing_coefficients(params, reference)``: what the other operations need of one model;
+* ``missing_log_prob(block, coefficients)``: ``log p_k(x_o)`` (K, b), the log-density of each
+  row's observed entries under each component, and a ``carry`` for the next two;
+* ``missing_sums(block, coefficients, carry, resp)``: the block's contribution to the summed
+  statistics, which ``missing_finalize`` turns into statistics that merge with the others;
+* ``missing_impute(block, coefficients, carry, resp, params)``: the rows with each missing
+  entry replaced by its conditional mean ``Σ_k r_k E[x_m | x_o, k]``.
+
+Two kinds of families (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
+
+* **Features independent given the component** (diagonal and spherical Gaussians, Bernoulli,
+  binomial, Poisson, categorical labels, grouped draws): a missing entry is simply left out of
+  the row's log-density and statistics. With the observed mask ``m`` the features become
+  ``m ⊙ F(x)`` plus ``m`` itself, so that the log-normaliser of each feature is counted only
+  where it is observed; the E-step is still one GEMM per block, and the statistics gain
+  per-feature observed weights ``Σ r m`` that the M-step divides by. :class:`MaskedFeatures`
+  implements the operations from a family's ``masked_features``, ``masked_coefficients`` and
+  ``masked_finalize``.
+* **Full and tied Gaussians**: the missing entries are latent variables. Given the observed
+  ones, under component ``k`` they are Gaussian with mean ``E[x_m | x_o, k]`` and covariance
+  ``W = (P_mm)⁻¹`` (``P`` the precision); the expected statistics use the filled-in row
+  ``x̂`` and add ``W`` to the scatter (without it the covariances would shrink). With the
+  missing entries set to 0 (after centring) and ``g = (P (x̃ − μ))_m``,
+  ``x̂_m = −W g`` and ``log p(x_o) = log p(x̃) + ½ gᵀWg + ½ s log 2π − ½ log|P_mm|``: the
+  complete-data kernel at the zero-filled row, corrected by a solve of the size ``s`` of the
+  missing set. Rows are sorted by pattern so that rows sharing one share ``W`` (one
+  factorisation per pattern and component, a GEMM per pattern when many rows share it), and
+  rows of rare patterns are solved together, batched along the rows (:func:`spd_inverse`).
+
+A row with no observed entry carries no information: its log-likelihood is 0 and it adds
+nothing to the statistics (the kernel sees to that from ``block.empty``).
+
+References
+----------
+Z. Ghahramani and M. I. Jordan (1994), "Supervised learning from incomplete data via an EM
+approach", NIPS 6.
+R. J. A. Little and D. B. Rubin (2002), *Statistical Analysis with Missing Data*, 2nd ed.,
+ch. 11, Wiley.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+#: What NaN means, as the estimators' ``missing`` parameter says it.
+MISSING_POLICIES = ("error", "marginalize", "drop")
+
+#: Rows sharing a missingness pattern are solved with one GEMM per pattern from this many on;
+#: rarer patterns are solved row by row, batched (measured: scripts/bench_missing.py).
+GROUP_MIN_ROWS = 24
+
+LOG_2PI = np.log(2 * np.pi)
+
+
+def missing_policy(family: Any) -> str:
+    """What NaN means for ``family``: ``'error'`` (default), ``'marginalize'`` or ``'drop'``."""
+    return getattr(family, "missing", "error")
+
+
+def nan_hint(owner: str = "") -> str:
+    """The sentence of NaN errors that names the parameter accepting them."""
+    who = f"{owner}(missing=...)" if owner else "the estimator's `missing` parameter"
+    return (
+        f"To fit data with missing entries set missing='marginalize' ({who}: NaN is then "
+        "missing at random and marginalised exactly) or missing='drop' (rows with NaN are "
+        "left out)."
+    )
+
+
+def supports_missing(family: Any) -> bool:
+    """Whether ``family`` can marginalise missing entries (``can_marginalize`` may say no,
+    and ``missing_refusal`` why)."""
+    return hasattr(family, "missing_blocks") and getattr(family, "can_marginalize", True)
+
+
+def masked_reference(X: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """Column means over the observed entries (0 for a column with none), float64 (D,)."""
+    observed = ~np.isnan(X) if observed is None else observed
+    counts = observed.sum(axis=0)
+    sums = np.where(observed, X, 0.0).sum(axis=0, dtype=np.float64)
+    return np.divide(sums, counts, out=np.zeros(X.shape[1]), where=counts > 0)
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, and 0 where the denominator is 0."""
+    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
+    return np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+# -- statistics with per-feature observed weights ---------------------------------------------
+
+
+class MaskedGaussianStats(NamedTuple):
+    """Gaussian statistics of rows with missing entries (diagonal and spherical types).
+
+    ``counts`` (K,) are the responsibility sums of the rows (they give the weights),
+    ``observed`` (K, D) those of the observed entries of each feature, ``means`` (K, D) the
+    per-feature means over the observed entries and ``scatter`` the centred sums of squares
+    over them: (K, D) for ``diag``, summed over the features (K,) for ``spherical``.
+    """
+
+    counts: np.ndarray
+    observed: np.ndarray
+    means: np.ndarray
+    scatter: np.ndarray
+
+
+class MaskedCountStats(NamedTuple):
+    """Bernoulli and Poisson statistics of rows with missing entries: ``counts`` (K,) of the
+    rows, ``sums`` (K, D) of the observed values and ``observed`` (K, D) weights."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+    observed: np.ndarray
+
+
+class MaskedBinomialStats(NamedTuple):
+    """Binomial statistics of rows with missing entries: ``counts`` (K,), ``successes`` and
+    ``trials`` (K, D) over the observed entries of each feature."""
+
+    counts: np.ndarray
+    successes: np.ndarray
+    trials: np.ndarray
+
+
+MASKED_STATS = (MaskedGaussianStats, MaskedCountStats, MaskedBinomialStats)
+
+
+def is_masked(stats: Any) -> bool:
+    """Whether ``stats`` carry per-feature observed weights."""
+    return isinstance(stats, MASKED_STATS)
+
+
+def observed_weights(stats: Any) -> np.ndarray:
+    """The per-feature observed weights of masked statistics (K, D)."""
+    return stats.trials if isinstance(stats, MaskedBinomialStats) else stats.observed
+
+
+def uniform(stats: Any, observed: np.ndarray) -> bool:
+    """Whether every feature of masked ``stats`` is observed wherever their rows are: then
+    they are plain statistics, and the plain formulas (bit for bit) apply."""
+    return bool(np.array_equal(observed, np.broadcast_to(stats.counts[:, None], observed.shape)))
+
+
+def chan_merge(
+    observed_a: np.ndarray,
+    means_a: np.ndarray,
+    observed_b: np.ndarray,
+    means_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature Chan merge: observed weights, means and the spread ``w_a w_b/w δ²``."""
+    observed = observed_a + observed_b
+    safe = np.where(observed > 0, observed, 1.0)
+    delta = means_b - means_a
+    means = means_a + delta * (observed_b / safe)
+    return observed, means, observed_a * observed_b / safe * np.square(delta)
+
+
+def chan_subtract(
+    observed_total: np.ndarray,
+    means_total: np.ndarray,
+    observed_part: np.ndarray,
+    means_part: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse of :func:`chan_merge`: what remains and the spread to take off."""
+    observed = np.maximum(observed_total - observed_part, 0.0)
+    safe = np.where(observed > 0, observed, 1.0)
+    means = means_total + (means_total - means_part) * (observed_part / safe)
+    delta = means_part - means
+    weight = observed * observed_part / np.where(observed_total > 0, observed_total, 1.0)
+    return observed, means, weight * np.square(delta)
+
+
+# -- blocks of rows with missing entries --------------------------------------------------------
+
+
+class MaskedBlock(NamedTuple):
+    """Rows with missing entries, as masked features (families of independent features).
+
+    Attributes
+    ----------
+    rows : ndarray of int
+        Indices of the block's rows among the rows given to ``missing_blocks``.
+    features : ndarray of shape (P', b)
+        Masked features.
+    base : ndarray of shape (b,) or None
+        Base measure of the observed entries.
+    empty : ndarray of bool, shape (b,)
+        Rows without any observed entry.
+    values : ndarray of shape (b, D)
+        The rows, NaN where missing.
+    missing : ndarray of bool, shape (b, D)
+        Which entries are missing.
+    """
+
+    rows: np.ndarray
+    features: np.ndarray
+    base: np.ndarray | None
+    empty: np.ndarray
+    values: np.ndarray
+    missing: np.ndarray
+
+    @property
+    def filled(self) -> np.ndarray:
+        """The rows with missing entries set to 0 (what ``check_block`` checks)."""
+        return np.where(self.missing, 0, self.values)
+
+
+class MaskedFeatures:
+    """The missing-value operations of a family whose features are independent given the
+    component (a mixin without fields).
+
+    The family provides ``masked_features(values, missing, reference)`` (P', b) of rows with
+    NaN where ``missing``, ``masked_coefficients(params, reference)`` ``(A, b)``,
+    ``masked_finalize(counts, sums, reference)`` and ``expected_values(params)`` (K, D), the
+    mean of each feature in each component; optionally ``masked_base_log_measure(values,
+    missing)`` and ``impute_values(params, resp, block)``.
+    """
+
+    #: The kernel gives every row of a chunk with NaN to the masked features (complete rows
+    #: are masked rows with nothing missing).
+    missing_all_rows = True
+
+    def missing_reference(self, X: np.ndarray, observed: np.ndarray | None) -> Any:
+        observed = ~np.isnan(X) if observed is None else observed
+        return self.reference(np.where(observed, X, masked_reference(X, observed)))
+
+    def missing_blocks(
+        self, X: np.ndarray, observed: np.ndarray | None, reference: Any, step: int
+    ) -> Iterator[MaskedBlock]:
+        """Blocks of ``step`` rows (``observed`` None: found from the NaN in ``X``)."""
+        for start in range(0, X.shape[0], step):
+            stop = min(start + step, X.shape[0])
+            values = X[start:stop]
+            missing = np.isnan(values) if observed is None else ~observed[start:stop]
+            yield MaskedBlock(
+                np.arange(start, stop),
+                self.masked_features(values, missing, reference),
+                self.masked_base_log_measure(values, missing),
+                missing.all(axis=1),
+                values,
+                missing,
+            )
+
+    def missing_check(self, block: MaskedBlock) -> str | None:
+        """Why the observed entries of a block are not valid data, or None."""
+        return self.check_block(block.filled)
+
+    def masked_base_log_measure(self, values: np.ndarray, missing: np.ndarray) -> Any:
+        return self.base_log_measure(np.where(missing, 0, values))
+
+    def missing_width(self, n_features: int, n_expanded: int) -> int:
+        """Masked features per row (P'), to size blocks."""
+        return n_expanded + n_features
+
+    def missing_coefficients(self, params: Any, reference: Any) -> Any:
+        return self.masked_coefficients(params, reference)
+
+    def missing_log_prob(self, block: MaskedBlock, coefficients: Any) -> tuple[np.ndarray, None]:
+        A, b = coefficients
+        log_prob = A @ block.features
+        log_prob += b[:, None]
+        if block.base is not None:
+            log_prob += block.base
+        return log_prob, None
+
+    def missing_sums(
+        self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
+    ) -> np.ndarray:
+        return (block.features @ resp.T).T
+
+    def missing_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
+        return self.masked_finalize(counts, sums, reference)
+
+    def missing_impute(
+        self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray, params: Any
+    ) -> np.ndarray:
+        values = self.impute_values(params, resp, block)
+        out = np.asarray(block.filled, dtype=np.float64).copy()
+        out[block.missing] = values[block.missing]
+        return out
+
+    def impute_values(self, params: Any, resp: np.ndarray, block: MaskedBlock) -> np.ndarray:
+        """``Σ_k r_k E[x | k]`` for every entry of the block's rows (b, D)."""
+        return resp.T @ self.expected_values(params)
+
+
+# -- full and tied Gaussians: the conditional distribution of the missing entries ------------
+
+
+class Slab(NamedTuple):
+    """The missingness patterns of a run of sorted rows (several blocks): their conditional
+    algebra is computed once per model for all of them, in one batch per number ``s`` of
+    missing entries (small batches would spend their time in NumPy's per-call overhead).
+
+    ``columns[s]`` (U_s, s) are the missing columns of each pattern; ``cache`` holds, per
+    model, ``{s: (W, log|P_mm|)}`` with ``W`` (K', U_s, s, s).
+    """
+
+    columns: dict
+    cache: dict
+
+
+class PatternGroup(NamedTuple):
+    """Rows ``start:stop`` of a block, which all miss ``s`` entries, sorted by pattern.
+
+    ``pattern`` (n,) is each row's pattern (an index into ``slab.columns[s]``); the rows form
+    runs of one pattern, starting at ``starts`` (relative to ``start``), of patterns ``runs``;
+    ``grouped`` are the runs long enough to be solved with a GEMM of their own.
+    """
+
+    start: int
+    stop: int
+    s: int
+    pattern: np.ndarray
+    starts: np.ndarray
+    runs: np.ndarray
+    grouped: np.ndarray
+
+
+class ConditionalBlock(NamedTuple):
+    """Rows with missing entries of a full or tied Gaussian, sorted by missingness pattern.
+
+    ``rows`` index the rows given to :func:`conditional_blocks`; ``centred`` (b, D) is
+    ``x − c`` with missing entries 0; ``empty`` marks rows with nothing observed, ``missing``
+    (b, D) the missing entries, ``groups`` the rows of each number of missing entries, and
+    ``slab`` the patterns they refer to.
+    """
+
+    rows: np.ndarray
+    centred: np.ndarray
+    groups: tuple
+    empty: np.ndarray
+    missing: np.ndarray
+    slab: Slab
+    filled: None = None
+
+
+#: A slab holds at most this many rows, and patterns of at most this many entries in all
+#: (Σ s² over its patterns; times K components and 8 bytes, the memory of their ``W``).
+SLAB_ROWS = 1 << 16
+SLAB_ENTRIES = 1 << 18
+
+
+def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by their number of missing entries, then by pattern.
+
+    Returns the order, the number of missing entries of each row and its pattern id (equal ids
+    for equal patterns).
+    """
+    n_missing = missing.sum(axis=1)
+    packed = np.ascontiguousarray(np.packbits(missing, axis=1))
+    if packed.shape[1] <= 8:  # one integer per pattern: sorting integers is fastest
+        padded = np.zeros((packed.shape[0], 8), np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        keys = padded.view(np.uint64).ravel()
+    else:
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, pattern = np.unique(keys, return_inverse=True)
+    pattern = pattern.ravel()
+    return np.lexsort((pattern, n_missing)), n_missing, pattern
+
+
+def conditional_blocks(
+    X: np.ndarray, observed: np.ndarray | None, reference: np.ndarray, step: int
+) -> Iterator[ConditionalBlock]:
+    """The rows of ``X`` (each with a missing entry) in blocks of about ``step`` rows, sorted
+    by their number of missing entries and then by pattern, grouped in slabs."""
+    missing = np.isnan(X) if observed is None else ~observed
+    order, n_missing, pattern = pattern_order(missing)
+    d = X.shape[1]
+    counts, patterns = n_missing[order], pattern[order]
+    new = np.r_[True, patterns[1:] != patterns[:-1]]  # first row of a run of one pattern
+    cost = np.cumsum(np.where(new & (counts < d), counts.astype(np.int64) ** 2, 0))
+    begin = 0
+    while begin < len(order):
+        spent = cost[begin - 1] if begin else 0
+        end = int(np.searchsorted(cost, spent + SLAB_ENTRIES, side="right"))
+        end = min(len(order), begin + SLAB_ROWS, max(end, begin + step))
+        starts = new[begin:end].copy()
+        starts[0] = True  # a run cut by the slab's start
+        runs = begin + np.flatnonzero(starts)  # first sorted row of each run
+        run_counts = counts[runs]
+        index = np.empty(len(runs), np.intp)  # of each run's pattern among those of its s
+        columns = {}
+        for s in np.unique(run_counts):
+            chosen = np.flatnonzero(run_counts == s)
+            index[chosen] = np.arange(len(chosen))
+            if s < d:
+                first_rows = order[runs[chosen]]
+                columns[int(s)] = np.nonzero(missing[first_rows])[1].reshape(len(chosen), s)
+        run_of_row = np.repeat(np.arange(len(runs)), np.diff(np.r_[runs, end]))
+        slab = Slab(columns, {})
+        for start in range(begin, end, step):
+            stop = min(start + step, end)
+            rows = order[start:stop]
+            block_missing = missing[rows]
+            centred = X[rows] - reference
+            centred[block_missing] = 0.0
+            block_counts = counts[start:stop]
+            block_runs = run_of_row[start - begin : stop - begin]
+            groups = []
+            edges = np.flatnonzero(np.diff(block_counts)) + 1
+            for a, b in zip(np.r_[0, edges], np.r_[edges, stop - start], strict=True):
+                s = int(block_counts[a])
+                if s == d:  # nothing observed: handled as empty rows
+                    continue
+                group_runs = block_runs[a:b]
+                starts = np.r_[0, np.flatnonzero(np.diff(group_runs)) + 1]
+                sizes = np.diff(np.r_[starts, b - a])
+                run_patterns = index[group_runs[starts]]
+                grouped = np.flatnonzero(sizes >= GROUP_MIN_ROWS)
+                groups.append(
+                    PatternGroup(a, b, s, index[group_runs], starts, run_patterns, grouped)
+                )
+            yield ConditionalBlock(
+                rows, centred, tuple(groups), block_counts == d, block_missing, slab
+            )
+        begin = end
+
+
+def spd_inverse(matrices: np.ndarray, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Inverses and log-determinants of a stack of small SPD matrices (..., s, s).
+
+    A Cholesky factorisation, a triangular inversion and ``L⁻ᵀL⁻¹``, each vectorised along
+    cache-sized batches of the stack (one NumPy operation per column and step, over every
+    matrix of the batch): for the many small matrices of missingness patterns this is faster
+    than LAPACK called once per matrix.
+    """
+    shape = matrices.shape[:-2]
+    s = matrices.shape[-1]
+    flat = matrices.reshape(-1, s, s)
+    inverse, log_det = np.empty_like(flat), np.empty(len(flat))
+    for a in range(0, len(flat), batch):
+        inverse[a : a + batch], log_det[a : a + batch] = _spd_inverse(flat[a : a + batch])
+    return inverse.reshape(matrices.shape), log_det.reshape(shape)
+
+
+def _spd_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = matrices.shape[-1]
+    A = np.moveaxis(matrices, 0, -1)  # (s, s, N): long contiguous rows
+    n = A.shape[-1]
+    L = np.zeros((s, s, n))
+    for j in range(s):
+        column = A[j:, j].copy()
+        for p in range(j):
+            column -= L[j:, p] * L[j, p]
+        diagonal = np.sqrt(column[0])
+        L[j, j] = diagonal
+        L[j + 1 :, j] = column[1:] / diagonal
+    diagonals = np.diagonal(L).T  # (s, N)
+    log_det = 2.0 * np.log(diagonals).sum(axis=0)
+    T = np.zeros((s, s, n))  # L⁻¹, lower triangular
+    for i in range(s):
+        T[i, i] = 1.0 / diagonals[i]
+        for p in range(i):
+            T[i, : p + 1] -= L[i, p] * T[p, : p + 1]
+        T[i, :i] *= T[i, i]
+    W = np.empty((s, s, n))  # L⁻ᵀ L⁻¹, symmetric
+    for j in range(s):
+        column = T[j, : j + 1] * T[j, j]
+        for p in range(j + 1, s):
+            column += T[p, : j + 1] * T[p, j]
+        W[: j + 1, j] = column
+        W[j, :j] = column[:j]
+    return np.moveaxis(W, -1, 0), log_det
+
+
+class ConditionalCoefficients(NamedTuple):
+    """What the conditional kernel needs of one full or tied Gaussian model."""
+
+    log_norm: np.ndarray  # (K,): log|L| − D/2 log 2π
+    precisions: np.ndarray  # (K, D, D), or (1, D, D) when tied
+    stacked: np.ndarray  # (D, K'·D): the precisions side by side, for one GEMM
+    shift: np.ndarray  # (K, D): P μ' with μ' = μ − c
+    means: np.ndarray  # (K, D): μ' (centred means)
+
+
+def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> ConditionalCoefficients:
+    """From precision Cholesky factors ((K, D, D), or (D, D) tied) and centred means (K, D)."""
+    chol = chol if chol.ndim == 3 else chol[None]
+    k, d = means.shape
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    precisions = chol @ chol.transpose(0, 2, 1)
+    stacked = np.ascontiguousarray(precisions.transpose(1, 0, 2).reshape(d, -1))
+    shift = np.einsum("kij,kj->ki", np.broadcast_to(precisions, (k, d, d)), means)
+    log_norm = np.broadcast_to(log_det - 0.5 * d * LOG_2PI, (k,)).copy()
+    return ConditionalCoefficients(log_norm, precisions, stacked, shift, means)
+
+
+def _slab_inverses(slab: Slab, coefficients: Any) -> dict:
+    """``{s: (W, log|P_mm|)}`` for every pattern of a slab under one model (cached)."""
+    cached = slab.cache.get(id(coefficients))
+    if cached is not None and cached[0] is coefficients:
+        return cached[1]
+    precisions = coefficients.precisions
+    table = {
+        s: spd_inverse(precisions[:, columns[:, :, None], columns[:, None, :]])
+        for s, columns in slab.columns.items()
+    }
+    slab.cache[id(coefficients)] = (coefficients, table)
+    return table
+
+
+def _solve_group(
+    group: PatternGroup,
+    products: np.ndarray,
+    shift: np.ndarray,
+    columns: np.ndarray,
+    W: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """``v = W g_m`` (n, K, s) and ``g_mᵀ v`` (K, n) for one group of rows, with ``g = P x̃ − P μ'``
+    from ``products`` (n, K, D) = ``P x̃`` and ``shift`` (K, D) = ``P μ'``; ``columns`` and
+    ``W`` (K', U, s, s) are those of the slab's patterns with ``s`` missing entries. Also the
+    runs solved with a GEMM of their own, as ``(rows, columns)``."""
+    k = shift.shape[0]
+    local = products[group.start : group.stop]  # (n, K, D)
+    local = np.broadcast_to(local, (len(local), k, local.shape[2]))  # tied: one precision
+    v = np.empty((len(local), k, group.s))
+    quadratic = np.empty((k, len(local)))
+    single = np.ones(len(group.runs), bool)
+    sizes = np.diff(np.r_[group.starts, group.stop - group.start])
+    runs = []
+    for run in group.grouped:  # many rows share this pattern: one GEMM for them
+        a = group.starts[run]
+        rows = slice(a, a + sizes[run])
+        missing = columns[group.runs[run]]
+        g = local[rows][:, :, missing] - shift[:, missing]  # (n', K, s)
+        v[rows] = np.matmul(g.transpose(1, 0, 2), W[:, group.runs[run]]).transpose(1, 0, 2)
+        quadratic[:, rows] = np.einsum("nks,nks->kn", g, v[rows])
+        single[run] = False
+        runs.append((rows, missing))
+    scattered = np.repeat(single, sizes)
+    if scattered.any():
+        rows = np.flatnonzero(scattered) if not scattered.all() else slice(None)
+        index = columns[group.pattern[rows]]  # (n', s)
+        g = np.take_along_axis(local[rows], index[:, None, :], axis=2)
+        g -= np.take_along_axis(np.broadcast_to(shift, (len(index), *shift.shape)),
+                                index[:, None, :], axis=2)  # fmt: skip
+        Wr = W[:, group.pattern[rows]]  # (K', n', s, s)
+        Wr = np.broadcast_to(Wr, (k, *Wr.shape[1:]))
+        v[rows] = np.einsum("knst,nkt->nks", Wr, g)
+        quadratic[:, rows] = np.einsum("nks,nks->kn", g, v[rows])
+    return v, quadratic, runs
+
+
+def conditional_log_prob(
+    block: ConditionalBlock, coefficients: ConditionalCoefficients
+) -> tuple[np.ndarray, list]:
+    """``log p_k(x_o)`` (K, b) of a block's rows, and what :func:`conditional_sums` needs.
+
+    With ``z = x̃ − μ'`` (missing entries of ``x̃`` set to 0) and ``g = P z``: the complete-data
+    log-density at ``x̃`` is ``log|L| − D/2 log 2π − ½ zᵀPz``, and marginalising the missing
+    entries adds ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|``.
+    """
+    log_norm, _, stacked, shift, means = coefficients
+    x = block.centred
+    n, d = x.shape
+    k = len(shift)
+    products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
+    # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
+    quadratic = np.einsum("nd,nkd->kn", x, products)
+    if quadratic.shape[0] != k:  # tied: one precision
+        quadratic = np.broadcast_to(quadratic, (k, n))
+    quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
+    log_prob = log_norm[:, None] - 0.5 * quadratic
+    table = _slab_inverses(block.slab, coefficients)
+    carry = []
+    for group in block.groups:
+        W, log_det = table[group.s]
+        v, correction, runs = _solve_group(group, products, shift, block.slab.columns[group.s], W)
+        log_det_rows = np.broadcast_to(log_det, (k, log_det.shape[1]))[:, group.pattern]
+        log_prob[:, group.start : group.stop] += 0.5 * (
+            correction + group.s * LOG_2PI - log_det_rows
+        )
+        carry.append((v, W, runs))
+    log_prob[:, block.empty] = 0.0
+    return log_prob, carry
+
+
+def _filled_rows(block: ConditionalBlock, carry: list, k: int) -> np.ndarray:
+    """``E[x' | x_o, k]`` for every row and component, (K, b, D); rows with nothing observed
+    are left at 0 (they carry no information)."""
+    filled = np.repeat(block.centred[None], k, axis=0)
+    for group, (v, _, runs) in zip(block.groups, carry, strict=True):
+        target = filled[:, group.start : group.stop]
+        done = np.zeros(group.stop - group.start, bool)
+        for rows, missing in runs:  # x̂_m = −W g_m
+            target[:, rows][:, :, missing] = -v[rows].transpose(1, 0, 2)
+            done[rows] = True
+        if not done.all():
+            rows = np.flatnonzero(~done)
+            index = block.slab.columns[group.s][group.pattern[rows]]  # (n', s)
+            part = target[:, rows]
+            np.put_along_axis(
+                part, np.broadcast_to(index, (k, *index.shape)), -v[rows].transpose(1, 0, 2), 2
+            )
+            target[:, rows] = part
+    return filled
+
+
+def conditional_sums(
+    block: ConditionalBlock,
+    coefficients: ConditionalCoefficients,
+    carry: list,
+    resp: np.ndarray,
+) -> np.ndarray:
+    """``Σ r E[F(x) | x_o, k]`` (K, P) for the complete-data features ``[x', x'_i x'_j]``:
+    the moments of the filled-in rows plus the conditional covariances ``W``."""
+    k = resp.shape[0]
+    d = block.centred.shape[1]
+    filled = _filled_rows(block, carry, k)
+    weighted = resp[:, :, None] * filled  # (K, b, D)
+    first = weighted.sum(axis=1)
+    second = np.matmul(filled.transpose(0, 2, 1), weighted)  # (K, D, D)
+    flat = np.zeros(k * d * d)
+    offsets = (np.arange(k) * d * d)[:, None, None, None]
+    for group, (_, W, _) in zip(block.groups, carry, strict=True):
+        # Σ_rows r W: responsibilities summed per pattern (rows are sorted by pattern)
+        R = np.add.reduceat(resp[:, group.start : group.stop], group.starts, axis=1)  # (K, U)
+        columns = block.slab.columns[group.s][group.runs]
+        positions = columns[:, :, None] * d + columns[:, None, :]  # (U, s, s)
+        values = R[:, :, None, None] * W[:, group.runs]  # (K, U, s, s)
+        flat += np.bincount(
+            (positions[None] + offsets).ravel(), values.ravel(), minlength=k * d * d
+        )
+    second += flat.reshape(k, d, d)
+    iu0, iu1 = np.triu_indices(d)
+    return np.concatenate([first, second[:, iu0, iu1]], axis=1)
+
+
+def conditional_impute(
+    block: ConditionalBlock,
+    coefficients: ConditionalCoefficients,
+    carry: list,
+    resp: np.ndarray,
+    reference: np.ndarray,
+) -> np.ndarray:
+    """The block's rows with missing entries replaced by ``Σ_k r_k E[x_m | x_o, k]``."""
+    k = resp.shape[0]
+    filled = _filled_rows(block, carry, k)
+    if block.empty.any():  # nothing observed: E[x | k] = μ_k
+        filled[:, block.empty] = coefficients.means[:, None, :]
+    return np.einsum("kn,knd->nd", resp, filled) + reference

@@ -1,0 +1,422 @@
+"""Missing values at the family and kernel level: every family's marginal log-density of rows
+with gaps against a brute-force reference on the observed entries (``scipy.stats``), the
+expected statistics of full and tied Gaussians against a direct per-row computation, the
+one-hot M-step against the single-Gaussian missing-data EM fixed point, the merge algebra of
+masked statistics, and NaN-free chunks through the untouched complete-data kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats as st
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+from scipy.special import logsumexp
+
+from streamem.estep import chunk_estep, chunk_impute, component_log_prob
+from streamem.families._base import Mixture
+from streamem.families._missing import (
+    MaskedCountStats,
+    MaskedGaussianStats,
+    conditional_blocks,
+    spd_inverse,
+)
+from streamem.families.bernoulli import Bernoulli, BernoulliParams
+from streamem.families.binomial import Binomial, BinomialParams
+from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
+from streamem.families.grouped_gaussian import GroupedGaussian, GroupedGaussianParams
+from streamem.families.multinomial import Multinomial, MultinomialParams
+from streamem.families.poisson import Poisson, PoissonParams
+
+K, D = 3, 4
+
+
+def with_gaps(X: np.ndarray, rng: np.random.Generator, rate: float = 0.3) -> np.ndarray:
+    """``X`` as float with a share ``rate`` of NaN, one row all NaN and one complete."""
+    X = np.array(X, dtype=np.float64)
+    X[rng.random(X.shape) < rate] = np.nan
+    X[1] = np.nan
+    X[2] = np.abs(np.nan_to_num(X[2]))
+    return X
+
+
+def gaussian_params(covariance_type: str, rng: np.random.Generator) -> GaussianParams:
+    means = rng.normal(size=(K, D)) * 3 + 10.0
+    full = np.array([(a := rng.normal(size=(D, D))) @ a.T + np.eye(D) for _ in range(K)])
+    covariances = {
+        "full": full,
+        "tied": full[0],
+        "diag": np.array([np.diag(c) for c in full]),
+        "spherical": np.array([np.diag(c).mean() for c in full]),
+    }[covariance_type]
+    family = Gaussian(covariance_type, 0.0)
+    params, _ = family.m_step(family.promote(_stats_for(covariance_type, means, covariances)))
+    return params
+
+
+def _stats_for(covariance_type, means, covariances):
+    """Statistics whose M-step gives ``means`` and ``covariances`` (unit counts)."""
+    from streamem.families.gaussian import GaussianStats
+
+    counts = np.ones(K)
+    scatter = covariances if covariance_type != "tied" else covariances * K
+    return GaussianStats(counts, means, scatter)
+
+
+def dense_covariance(covariance_type: str, params: GaussianParams, k: int) -> np.ndarray:
+    c = params.covariances
+    return {
+        "full": lambda: c[k],
+        "tied": lambda: c,
+        "diag": lambda: np.diag(c[k]),
+        "spherical": lambda: np.eye(D) * c[k],
+    }[covariance_type]()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_gaussian_marginal_log_density_equals_scipy(covariance_type):
+    rng = np.random.default_rng(0)
+    params = gaussian_params(covariance_type, rng)
+    X = with_gaps(rng.normal(size=(300, D)) * 3 + 10.0, rng)
+    family = Gaussian(covariance_type, 0.0, "marginalize")
+    log_prob = component_log_prob(family, params, X)
+    for i, row in enumerate(X):
+        seen = ~np.isnan(row)
+        for k in range(K):
+            covariance = dense_covariance(covariance_type, params, k)
+            expected = (
+                st.multivariate_normal(params.means[k][seen], covariance[np.ix_(seen, seen)])
+                .logpdf(row[seen])
+                .sum()
+                if seen.any()
+                else 0.0
+            )
+            assert log_prob[i, k] == pytest.approx(expected, abs=1e-10)
+
+
+def count_cases(rng: np.random.Generator):
+    """(family, params, rows, per-entry scipy log-pmf) for each count family."""
+    n = 300
+    p = rng.uniform(0.1, 0.9, size=(K, D))
+    rates = rng.uniform(0.5, 8.0, size=(K, D))
+    categorical = rng.dirichlet(np.ones(3), size=(K, D))
+    trials = rng.integers(1, 9, size=n)
+    yield (
+        Bernoulli(missing="marginalize"),
+        BernoulliParams(p),
+        rng.integers(0, 2, size=(n, D)),
+        lambda k, d, x, row: st.bernoulli(p[k, d]).logpmf(x),
+    )
+    yield (
+        Poisson(missing="marginalize"),
+        PoissonParams(rates),
+        rng.poisson(3.0, size=(n, D)),
+        lambda k, d, x, row: st.poisson(rates[k, d]).logpmf(x),
+    )
+    yield (
+        Binomial(5, missing="marginalize"),
+        BinomialParams(p),
+        rng.integers(0, 6, size=(n, D)),
+        lambda k, d, x, row: st.binom(5, p[k, d]).logpmf(x),
+    )
+    successes = rng.binomial(trials[:, None], 0.4, size=(n, D))
+    yield (
+        Binomial(trials_column=0, missing="marginalize"),
+        BinomialParams(p),
+        np.column_stack([trials, successes]),
+        lambda k, d, x, row: 0.0 if d == 0 else st.binom(row[0], p[k, d - 1]).logpmf(x),
+    )
+    yield (
+        Multinomial(n_categories=3, missing="marginalize"),
+        MultinomialParams(categorical),
+        rng.integers(0, 3, size=(n, D)),
+        lambda k, d, x, row: np.log(categorical[k, d, int(x)]),
+    )
+    means, variances = rng.normal(size=K) * 2, rng.uniform(0.5, 2.0, size=K)
+    yield (
+        GroupedGaussian(missing="marginalize"),
+        GroupedGaussianParams(means, variances),
+        rng.normal(size=(n, D)),
+        lambda k, d, x, row: st.norm(means[k], np.sqrt(variances[k])).logpdf(x),
+    )
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_count_and_grouped_marginal_log_density_equals_scipy(case):
+    rng = np.random.default_rng(1)
+    family, params, X, logpmf = list(count_cases(rng))[case]
+    X = with_gaps(X, rng)
+    if getattr(family, "trials_column", None) is not None:
+        X[:, 0] = np.nan_to_num(X[:, 0], nan=4.0)  # the number of trials is never missing
+        X[:, 1:] = np.minimum(X[:, 1:], X[:, :1])
+    log_prob = component_log_prob(family, params, X)
+    for i, row in enumerate(X):
+        for k in range(K):
+            expected = sum(
+                logpmf(k, d, row[d], row) for d in range(X.shape[1]) if not np.isnan(row[d])
+            )
+            assert log_prob[i, k] == pytest.approx(expected, abs=1e-10)
+
+
+def direct_expected_statistics(X, params, covariance_type, weights):
+    """Responsibilities and ``Σ r x̂``, ``Σ r (x̂x̂ᵀ + C)`` row by row, straight from the
+    conditional Gaussian formulas (rows with nothing observed left out)."""
+    resp = np.zeros((len(X), K))
+    first, second = np.zeros((K, D)), np.zeros((K, D, D))
+    for i, row in enumerate(X):
+        o = ~np.isnan(row)
+        if not o.any():
+            continue
+        m = ~o
+        log_prob = np.log(weights).copy()
+        filled, conditional = [], []
+        for k in range(K):
+            S, mu = dense_covariance(covariance_type, params, k), params.means[k]
+            log_prob[k] += st.multivariate_normal(mu[o], S[np.ix_(o, o)]).logpdf(row[o])
+            B = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+            x = row.copy()
+            x[m] = mu[m] + B @ (row[o] - mu[o])
+            C = np.zeros((D, D))
+            C[np.ix_(m, m)] = S[np.ix_(m, m)] - B @ S[np.ix_(o, m)]
+            filled.append(x)
+            conditional.append(C)
+        resp[i] = np.exp(log_prob - logsumexp(log_prob))
+        for k in range(K):
+            first[k] += resp[i, k] * filled[k]
+            second[k] += resp[i, k] * (np.outer(filled[k], filled[k]) + conditional[k])
+    return resp, first, second
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_full_and_tied_statistics_use_the_conditional_covariance(covariance_type):
+    rng = np.random.default_rng(2)
+    params = gaussian_params(covariance_type, rng)
+    weights = np.array([0.2, 0.3, 0.5])
+    X = with_gaps(rng.normal(size=(400, D)) * 3 + 10.0, rng)
+    model = Mixture(Gaussian(covariance_type, 0.0, "marginalize"), weights, params)
+    stats = chunk_estep(X, None, (model,)).stats[0]
+    resp, first, second = direct_expected_statistics(X, params, covariance_type, weights)
+    counts = resp.sum(axis=0)
+    means = first / counts[:, None]
+    scatter = second - counts[:, None, None] * means[:, :, None] * means[:, None, :]
+    np.testing.assert_allclose(stats.counts, counts, rtol=1e-11)
+    np.testing.assert_allclose(stats.means, means, rtol=1e-11)
+    expected = scatter if covariance_type == "full" else scatter.sum(axis=0)
+    np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9, atol=1e-9)
+
+
+def single_gaussian_missing_em(X, n_iter=500):
+    """The textbook EM for one Gaussian with missing entries (Little & Rubin, ch. 11),
+    written directly: fill each row with its conditional mean, add the conditional
+    covariance to the scatter."""
+    mu = np.nanmean(X, axis=0)
+    S = np.diag(np.nanvar(X, axis=0))
+    for _ in range(n_iter):
+        total, scatter = np.zeros(D), np.zeros((D, D))
+        for row in X:
+            o = ~np.isnan(row)
+            m = ~o
+            x, C = row.copy(), np.zeros((D, D))
+            if m.any():
+                B = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+                x[m] = mu[m] + B @ (row[o] - mu[o])
+                C[np.ix_(m, m)] = S[np.ix_(m, m)] - B @ S[np.ix_(o, m)]
+            total += x
+            scatter += np.outer(x, x) + C
+        new_mu = total / len(X)
+        new_S = scatter / len(X) - np.outer(new_mu, new_mu)
+        done = np.allclose(new_mu, mu, rtol=0, atol=1e-14) and np.allclose(
+            new_S, S, rtol=0, atol=1e-14
+        )
+        mu, S = new_mu, new_S
+        if done:
+            break
+    return mu, S
+
+
+def test_one_hot_m_step_is_the_single_gaussian_missing_data_em_fixed_point():
+    rng = np.random.default_rng(3)
+    X = rng.multivariate_normal(np.arange(D) * 2.0, np.eye(D) + 0.6, size=120)
+    X[rng.random(X.shape) < 0.25] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    mu, S = single_gaussian_missing_em(X)
+    family = Gaussian("full", 0.0, "marginalize")
+    chol = np.linalg.cholesky(np.linalg.inv(S))[None]
+    model = Mixture(family, np.ones(1), GaussianParams(mu[None], S[None], chol))
+    params, _ = family.m_step(chunk_estep(X, None, (model,)).stats[0])
+    # a fixed point: one more M-step from it stays there
+    np.testing.assert_allclose(params.means[0], mu, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(params.covariances[0], S, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_independent_features_m_step_is_per_feature_mle(covariance_type):
+    rng = np.random.default_rng(4)
+    X = with_gaps(rng.normal(size=(500, D)) * [1, 2, 3, 4] + 5, rng)
+    family = Gaussian(covariance_type, 0.0, "marginalize")
+    params = gaussian_params(covariance_type, rng)
+    model = Mixture(family, np.ones(1), params._replace(means=params.means[:1]))
+    model = model._replace(
+        params=GaussianParams(
+            params.means[:1], params.covariances[:1], params.precisions_cholesky[:1]
+        )
+    )
+    stats = chunk_estep(X, None, (model,)).stats[0]
+    assert isinstance(stats, MaskedGaussianStats)
+    new, _ = family.m_step(stats)
+    np.testing.assert_allclose(new.means[0], np.nanmean(X, axis=0), rtol=1e-12)
+    variances = np.nanvar(X, axis=0)
+    if covariance_type == "spherical":
+        centred = X - np.nanmean(X, axis=0)
+        variances = np.nansum(centred**2) / np.sum(~np.isnan(X))
+    np.testing.assert_allclose(new.covariances[0], variances, rtol=1e-10)
+
+
+def test_bernoulli_m_step_divides_by_observed_counts():
+    rng = np.random.default_rng(5)
+    X = with_gaps(rng.integers(0, 2, size=(400, D)), rng)
+    family = Bernoulli(missing="marginalize")
+    model = Mixture(family, np.ones(1), BernoulliParams(np.full((1, D), 0.5)))
+    stats = chunk_estep(X, None, (model,)).stats[0]
+    assert isinstance(stats, MaskedCountStats)
+    params, _ = family.m_step(stats)
+    np.testing.assert_allclose(params.probabilities[0], np.nanmean(X, axis=0), rtol=1e-12)
+
+
+def masked_stats_cases():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(240, D)) * 2 + 3
+    yield Gaussian("diag", 1e-6, "marginalize"), gaussian_params("diag", rng), X
+    yield Gaussian("spherical", 1e-6, "marginalize"), gaussian_params("spherical", rng), X
+    yield Gaussian("full", 1e-6, "marginalize"), gaussian_params("full", rng), X
+    yield (
+        Poisson(missing="marginalize"),
+        PoissonParams(rng.uniform(1, 5, (K, D))),
+        rng.poisson(3, (240, D)),
+    )
+    yield (
+        Binomial(6, missing="marginalize"),
+        BinomialParams(rng.uniform(0.2, 0.8, (K, D))),
+        rng.integers(0, 7, (240, D)),
+    )
+
+
+@pytest.mark.parametrize("case", range(5))
+@settings(max_examples=15, deadline=None)
+@given(cut=hst.tuples(hst.integers(1, 220), hst.integers(40, 200)), seed=hst.integers(0, 99))
+def test_masked_statistics_merge_subtract_scale(case, cut, seed):
+    """merge(stats(A), stats(B)) == stats(A ∪ B) with gaps, also when one part has none
+    (plain and masked statistics mix); subtract undoes merge; scale(2) == merge(s, s)."""
+    family, params, X = list(masked_stats_cases())[case]
+    rng = np.random.default_rng(seed)
+    X = with_gaps(X, rng, rate=0.2)
+    a, b = sorted(cut)
+    X[:a] = np.nan_to_num(X[:a], nan=1.0)  # the first part without gaps
+    model = Mixture(family, np.full(K, 1 / K), params)
+
+    def stats(rows):
+        return chunk_estep(X[rows], None, (model,)).stats[0]
+
+    whole = stats(slice(None))
+    left, right = stats(slice(0, b)), stats(slice(b, None))
+    merged = family.merge(left, right)
+    swapped = family.merge(right, left)
+    for field, expected in zip(merged, whole, strict=True):
+        np.testing.assert_allclose(field, expected, rtol=1e-9, atol=1e-9)
+    for field, expected in zip(swapped, whole, strict=True):
+        np.testing.assert_allclose(field, expected, rtol=1e-9, atol=1e-9)
+    back = family.subtract(whole, right)
+    for name, field, expected in zip(left._fields, back, left, strict=True):
+        if name == "means":  # ill-defined where a component has next to no weight: sums
+            weights = getattr(left, "observed", left.counts[:, None])
+            field, expected = field * weights, expected * weights
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(field, expected, rtol=0, atol=1e-7 * scale)
+    for field, expected in zip(family.scale(whole, 2.0), family.merge(whole, whole), strict=True):
+        np.testing.assert_allclose(field, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_chunks_without_nan_take_the_complete_data_kernel_bit_for_bit(covariance_type):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(2000, D))
+    params = gaussian_params(covariance_type, rng)
+    weights = np.full(K, 1 / K)
+    refusing = Mixture(Gaussian(covariance_type, 1e-6), weights, params)
+    accepting = Mixture(Gaussian(covariance_type, 1e-6, "marginalize"), weights, params)
+    a = chunk_estep(X, None, (refusing,))
+    b = chunk_estep(X, None, (accepting,))
+    assert np.array_equal(a.log_likelihood, b.log_likelihood)
+    plain = Gaussian(covariance_type).m_step(a.stats[0])[0]
+    promoted = accepting.family.m_step(b.stats[0])[0]
+    for x, y in zip(plain, promoted, strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_spd_inverse_matches_lapack():
+    rng = np.random.default_rng(8)
+    for s in (1, 2, 5, 9):
+        A = rng.normal(size=(3, 70, s, s))
+        A = A @ A.transpose(0, 1, 3, 2) + s * np.eye(s)
+        W, log_det = spd_inverse(A, batch=32)
+        np.testing.assert_allclose(W, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(log_det, np.linalg.slogdet(A)[1], rtol=1e-11, atol=1e-12)
+
+
+def test_pattern_blocks_cover_every_row_once_grouped_by_pattern():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(3000, 6))
+    depth = rng.integers(1, 7, size=3000)  # nested patterns: many rows share each
+    X[np.arange(6)[None, :] >= depth[:, None]] = np.nan
+    X[::7, 0] = np.nan  # and some rows with the first entry missing too
+    rows = [b for block in conditional_blocks(X, None, np.zeros(6), 256) for b in block.rows]
+    assert sorted(rows) == list(range(3000))
+    for block in conditional_blocks(X, None, np.zeros(6), 256):
+        for group in block.groups:
+            columns = block.slab.columns[group.s][group.pattern]
+            for row, missing in zip(block.rows[group.start : group.stop], columns, strict=True):
+                assert list(np.flatnonzero(np.isnan(X[row]))) == list(missing)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_impute_is_the_conditional_mean(covariance_type):
+    rng = np.random.default_rng(10)
+    params = gaussian_params(covariance_type, rng)
+    weights = np.array([0.5, 0.3, 0.2])
+    X = with_gaps(rng.normal(size=(60, D)) * 3 + 10, rng)
+    model = Mixture(Gaussian(covariance_type, 0.0, "marginalize"), weights, params)
+    imputed = chunk_impute(X, model)
+    resp, _, _ = direct_expected_statistics(X, params, covariance_type, weights)
+    for i, row in enumerate(X):
+        o = ~np.isnan(row)
+        if not o.any():
+            np.testing.assert_allclose(imputed[i], weights @ params.means, rtol=1e-12)
+            continue
+        expected = np.zeros(D)
+        for k in range(K):
+            S, mu = dense_covariance(covariance_type, params, k), params.means[k]
+            x = row.copy()
+            x[~o] = mu[~o] + S[np.ix_(~o, o)] @ np.linalg.solve(S[np.ix_(o, o)], row[o] - mu[o])
+            expected += resp[i, k] * x
+        np.testing.assert_allclose(imputed[i], expected, rtol=1e-10)
+        assert np.array_equal(imputed[i][o], row[o])
+
+
+def test_multinomial_counts_refuse_to_marginalise():
+    X = np.array([[3.0, np.nan, 2.0], [1.0, 1.0, 1.0]])
+    model = Mixture(
+        Multinomial(missing="marginalize"), np.ones(1), MultinomialParams(np.full((1, 3), 1 / 3))
+    )
+    with pytest.raises(ValueError, match="row's total unknown"):
+        chunk_estep(X, None, (model,))
+
+
+def test_binomial_trials_column_must_be_observed():
+    X = np.array([[5.0, 2.0], [np.nan, 1.0], [4.0, np.nan]])
+    model = Mixture(
+        Binomial(trials_column=0, missing="marginalize"),
+        np.ones(1),
+        BinomialParams(np.full((1, 1), 0.5)),
+    )
+    with pytest.raises(ValueError, match=r"trials column \(column 0\).*row 1"):
+        chunk_estep(X, None, (model,), 0)
