@@ -13,6 +13,9 @@ import zarr
 
 from streamem import load
 
+# every test here runs the command in a subprocess: slow, still run by the default `pytest`
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
