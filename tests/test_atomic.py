@@ -108,3 +108,19 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         temporary.write_bytes(b"half")
         raise RuntimeError("killed")
     assert path.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["f.bin"]
+
+
+def test_an_incremental_store_never_replaces_other_data(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    X = make_blobs(600, 2, 2)
+    model = GaussianMixture(2, algorithm="incremental", incremental_store=str(folder), max_iter=3)
+    with pytest.raises(FileExistsError, match="not a store of streamem's chunk statistics"):
+        model.fit(X)
+    assert (folder / "notes.txt").read_text() == "keep"
+    store = tmp_path / "stats.zarr"
+    for _ in range(2):  # its own store is replaced by the next fit
+        GaussianMixture(
+            2, algorithm="incremental", incremental_store=str(store), random_state=0, max_iter=3
+        ).fit(X)

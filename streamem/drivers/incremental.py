@@ -37,6 +37,29 @@ def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
     return float(weights_term + model.family.expected_log_prob(stats, model.params).sum())
 
 
+# The attribute that marks a Zarr store of per-chunk statistics (the only kind replaced).
+STORE_MARK = "streamem-incremental-statistics"
+
+
+def _check_replaceable(path: str) -> None:
+    """Refuse to replace anything at ``path`` but an earlier store of chunk statistics."""
+    import os
+
+    if not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path)):
+        return
+    try:
+        import zarr
+
+        if zarr.open_group(path, mode="r").attrs.get(STORE_MARK):
+            return
+    except Exception:  # not a Zarr group at all
+        pass
+    raise FileExistsError(
+        f"incremental_store={path!r} exists and is not a store of streamem's chunk statistics; "
+        "give a new path (it is replaced only when it holds such statistics)."
+    )
+
+
 class ChunkStatsStore:
     """Each chunk's last E-step result, in memory or spilled to a Zarr store.
 
@@ -70,7 +93,9 @@ class ChunkStatsStore:
         leaves = self._flatten(result)
         if self._layout is None:
             self._layout = [type(s) for s in result.stats], [len(s) for s in result.stats]
+            _check_replaceable(self.path)
             group = zarr.open_group(self.path, mode="w")
+            group.attrs[STORE_MARK] = True
             for i, leaf in enumerate(leaves):
                 group.create_array(
                     str(i),
