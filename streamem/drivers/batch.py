@@ -19,8 +19,15 @@ import numpy as np
 from ..engines import Engine
 from ..estep import EStepResult
 from ..families._base import Mixture, is_variational
-from .common import FitResult, Outcome, Reporter, Settings, elbo_penalty, m_step
-from .incremental import expected_complete_log_likelihood
+from .common import (
+    FitResult,
+    Outcome,
+    Reporter,
+    Settings,
+    elbo_penalty,
+    expected_complete_log_likelihood,
+    m_step,
+)
 
 
 class BatchProgress(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from ..estep import chunk_log_prob_resp
-from ..families._base import Mixture, is_variational, updated_weights
+from ..families._base import Mixture, is_variational, log_weights, updated_weights
 
 logger = logging.getLogger("streamem.drivers")
 
@@ -197,6 +197,13 @@ class Reporter:
                 result.n_iter,
                 result.lower_bound,
             )
+
+
+def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
+    """``E_q[log p(x, z | θ)]`` without the base measure, from statistics alone."""
+    with np.errstate(invalid="ignore"):
+        weights_term = np.nansum(stats.counts * log_weights(model.weights))
+    return float(weights_term + model.family.expected_log_prob(stats, model.params).sum())
 
 
 def m_step(

@@ -26,16 +26,16 @@ import numpy as np
 
 from ..engines import Engine
 from ..estep import EStepResult, merge_results, tree_merge
-from ..families._base import Mixture, log_weights
-from .common import FitResult, Outcome, Reporter, Settings, elbo_penalty, m_step
-
-
-def expected_complete_log_likelihood(model: Mixture, stats: Any) -> float:
-    """``E_q[log p(x, z | θ)]`` without the base measure, from statistics alone."""
-    with np.errstate(invalid="ignore"):
-        weights_term = np.nansum(stats.counts * log_weights(model.weights))
-    return float(weights_term + model.family.expected_log_prob(stats, model.params).sum())
-
+from ..families._base import Mixture
+from .common import (
+    FitResult,
+    Outcome,
+    Reporter,
+    Settings,
+    elbo_penalty,
+    expected_complete_log_likelihood,
+    m_step,
+)
 
 # The attribute that marks a Zarr store of per-chunk statistics (the only kind replaced).
 STORE_MARK = "streamem-incremental-statistics"

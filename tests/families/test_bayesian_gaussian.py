@@ -11,8 +11,7 @@ from scipy import stats as scipy_stats
 from scipy.special import betaln, gammaln
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 
-from streamem.drivers.common import m_step
-from streamem.drivers.incremental import expected_complete_log_likelihood
+from streamem.drivers.common import expected_complete_log_likelihood, m_step
 from streamem.estep import chunk_estep, component_log_prob
 from streamem.families._base import Mixture, is_variational, stats_from_responsibilities
 from streamem.families.bayesian_gaussian import (
