@@ -45,10 +45,13 @@ def _remove_settled(path: Path, quiet: float = 0.6, limit: float = 60.0) -> None
         time.sleep(0.05)
 
 
+def _temporary_leaf(name: str, kind: str) -> str:
+    """``.NAME.KIND-HOST-PID-RANDOM``: whose the temporary is, to tell stale ones."""
+    return f".{name}.{kind}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _temporary_name(target: Path, kind: str) -> Path:
-    """``.NAME.KIND-HOST-PID-RANDOM`` next to ``target``: whose it is, to tell stale ones."""
-    host = socket.gethostname().replace("-", "_") or "host"
-    return target.with_name(f".{target.name}.{kind}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return target.with_name(_temporary_leaf(target.name, kind))
 
 
 def _is_alive(pid: int) -> bool:
@@ -61,6 +64,19 @@ def _is_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This host's name as temporaries carry it (no dashes: they separate the fields)."""
+    return socket.gethostname().replace("-", "_") or "host"
+
+
+def _abandoned(suffix: str, host: str) -> bool:
+    """Whether a temporary named ``…-HOST-PID-RANDOM`` (``suffix``: from HOST on) was left by
+    a process of this host that has ended."""
+    owner, _, rest = suffix.partition("-")
+    pid = rest.partition("-")[0]
+    return owner == host and pid.isdigit() and not _is_alive(int(pid))
+
+
 def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     """Remove what interrupted writes to ``target`` left behind; return what was removed.
 
@@ -70,13 +86,11 @@ def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    host = socket.gethostname().replace("-", "_") or "host"
+    host = _host()
     removed = []
     for kind in ("tmp", "old"):
         for candidate in target.parent.glob(f".{target.name}.{kind}-*"):
-            owner, _, rest = candidate.name[len(target.name) + len(kind) + 3 :].partition("-")
-            pid = rest.partition("-")[0]
-            if owner == host and pid.isdigit() and not _is_alive(int(pid)):
+            if _abandoned(candidate.name[len(target.name) + len(kind) + 3 :], host):
                 _remove(candidate)
                 removed.append(candidate)
     if removed:
@@ -169,12 +183,10 @@ def remote_atomic_path(
             )
         if not overwrite:
             raise FileExistsError(f"{url!r} exists; pass overwrite=True to replace it.")
-    host = socket.gethostname().replace("-", "_") or "host"
+    host = _host()
     stale = []
     for candidate in fs.glob(f"{parent}/.{leaf}.tmp-*"):
-        owner, _, rest = candidate.rpartition("/")[2][len(leaf) + 6 :].partition("-")
-        pid = rest.partition("-")[0]
-        if owner == host and pid.isdigit() and not _is_alive(int(pid)):
+        if _abandoned(candidate.rpartition("/")[2][len(leaf) + 6 :], host):
             fs.rm(candidate, recursive=True)
             stale.append(candidate)
     if stale:
@@ -183,7 +195,7 @@ def remote_atomic_path(
             f"interrupted write: {', '.join(stale)}",
             stacklevel=3,
         )
-    temporary = f"{parent}/.{leaf}.tmp-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary = f"{parent}/{_temporary_leaf(leaf, 'tmp')}"
     try:
         yield f"{protocol}://{temporary}"
         keys = sorted(fs.find(temporary))

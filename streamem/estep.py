@@ -11,7 +11,7 @@ cluster workers together with the small parameter values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import dask
@@ -458,6 +458,21 @@ def _log_prob(X: np.ndarray, family: Any, params: Any, bias: np.ndarray, row_off
     return out
 
 
+def _blocks_with_gaps(
+    X: np.ndarray, observed: np.ndarray, rows: np.ndarray, model: Mixture, row_offset: int
+) -> Iterator[tuple[Any, Any, Any, np.ndarray, Any]]:
+    """The blocks of rows with gaps (``X``, ``observed``: those rows; ``rows``: their indices
+    in the chunk), each with the component log-densities of its observed entries (K, B):
+    ``(family, coefficients, block, log_prob, carry)``, the family the one the gaps call for."""
+    family, reference, terms, step = _missing_terms(X, observed, [(0, model)])
+    coefficients = terms[0][2]
+    for block in family.missing_blocks(X, observed, reference, step):
+        if family.missing_check(block) is not None:
+            raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
+        log_prob, carry = family.missing_log_prob(block, coefficients)
+        yield family, coefficients, block, log_prob, carry
+
+
 def _log_prob_missing(
     X: np.ndarray,
     family: Any,
@@ -486,12 +501,7 @@ def _log_prob_missing(
     model = Mixture(family, np.ones(1), params)
     X, observed = X[rows], observed[rows]
     with np.errstate(all="ignore"):
-        family, reference, terms, step = _missing_terms(X, observed, [(0, model)])
-        coefficients = terms[0][2]
-        for block in family.missing_blocks(X, observed, reference, step):
-            if family.missing_check(block) is not None:
-                raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
-            log_prob, _ = family.missing_log_prob(block, coefficients)
+        for _, _, block, log_prob, _ in _blocks_with_gaps(X, observed, rows, model, row_offset):
             if out is None:
                 out = np.empty((log_prob.shape[0], len(rows)))
             out[:, rows[block.rows]] = log_prob + bias
@@ -511,12 +521,8 @@ def chunk_impute(X: np.ndarray, model: Mixture, row_offset: int = 0) -> np.ndarr
     _check_marginalizable([family], ~missing, np.arange(len(X)), row_offset)
     X, observed = X[rows], ~missing[rows]
     with np.errstate(all="ignore"):
-        family, reference, terms, step = _missing_terms(X, observed, [(0, model)])
-        coefficients = terms[0][2]
-        for block in family.missing_blocks(X, observed, reference, step):
-            if family.missing_check(block) is not None:
-                raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
-            log_prob, carry = family.missing_log_prob(block, coefficients)
+        blocks = _blocks_with_gaps(X, observed, rows, model, row_offset)
+        for family, coefficients, block, log_prob, carry in blocks:
             log_prob += log_weights(model.weights)[:, None]
             norm, resp = normalize_log_prob(log_prob)
             if not np.isfinite(norm).all():
