@@ -139,9 +139,114 @@ def _scheduler(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def _bars(args: argparse.Namespace) -> bool:
+    """Whether to show progress bars: on a terminal, or when ``--progress`` forces them;
+    never with ``--quiet``."""
+    return not args.quiet and (args.progress or sys.stderr.isatty())
+
+
+# Parts of the names of the tasks that finish a chunk's work (``dask.utils.key_split`` of
+# their keys): the engines' chunk tasks, the row kernels of predictions and scores, the
+# writes of to_zarr and of synthetic stores.
+CHUNK_TASK_NAMES = (
+    "streamem-chunk",
+    "rows_task",
+    "store-map",
+    "write_chunk",
+    "write_discrete_chunk",
+)
+
+
+class _ChunkBar:
+    """A progress bar over the chunks of the local Dask computations run inside it.
+
+    A chunk is done when every task of its work has finished (the tasks named by
+    :data:`CHUNK_TASK_NAMES`, grouped by chunk index); the total is counted from the graphs
+    themselves, ``passes`` times the first graph's chunks until a later graph shows more.
+    The rate is in rows per second (``n_rows`` rows per pass). The finished bar stays on
+    screen as a one-line summary. Computations on a ``dask.distributed`` cluster do not
+    report their tasks here (its dashboard shows them).
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, desc: str, n_rows: int | None = None, passes: int = 1
+    ) -> None:
+        # a cluster's tasks run in its workers, out of reach of local callbacks
+        self.enabled = _bars(args) and not (args.cluster or args.scheduler)
+        self.desc, self.n_rows, self.passes = desc, n_rows, passes
+        self.bar: Any = None
+        self.done = self.chunks = self.graphs = 0
+        self.per_pass: int | None = None
+
+    def __enter__(self) -> _ChunkBar:
+        if not self.enabled:
+            return self
+        import dask
+        from dask.callbacks import Callback
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=self.desc, total=None, unit="chunk", leave=True, file=sys.stderr)
+        self.started = time.perf_counter()
+        self.callback = Callback(start=self._start, posttask=self._posttask)
+        # unfused graphs, so that each chunk's tasks keep their names
+        self.config = dask.config.set({"optimization.fuse.active": False})
+        self.callback.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is None:
+            return
+        self.callback.__exit__(*exc)
+        self.config.__exit__(*exc)
+        if exc[0] is None and self.bar.total is not None:
+            self.bar.total = self.bar.n  # fewer passes than foreseen: the bar ends full
+        self.bar.leave = self.graphs > 0  # in-memory data: no chunks, no bar
+        self.bar.refresh()
+        self.bar.close()
+
+    @staticmethod
+    def _chunk(key: Any) -> Any:
+        """The chunk a task works on (its name and row-block index), or None."""
+        from dask.utils import key_split
+
+        name = key[0] if isinstance(key, tuple) else key
+        if not any(part in key_split(name) for part in CHUNK_TASK_NAMES):
+            return None
+        return key[1] if isinstance(key, tuple) and len(key) > 1 else key
+
+    def _start(self, dsk: Any) -> None:
+        tasks: dict[Any, int] = {}
+        for key in dsk:
+            chunk = self._chunk(key)
+            if chunk is not None:
+                tasks[chunk] = tasks.get(chunk, 0) + 1
+        self.remaining, self.graphs = tasks, self.graphs + 1
+        if self.per_pass is None and tasks:
+            self.per_pass = len(tasks)
+            self.bar.total = len(tasks) * self.passes
+        self.chunks += len(tasks)
+        if self.bar.total is not None and self.chunks > self.bar.total:
+            self.bar.total = self.chunks
+        self.bar.refresh()
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        chunk = self._chunk(key)
+        if chunk is None or chunk not in self.remaining:
+            return
+        self.remaining[chunk] -= 1
+        if self.remaining[chunk]:
+            return
+        del self.remaining[chunk]
+        self.bar.update(1)
+        if self.n_rows and self.per_pass:
+            rows = self.bar.n * self.n_rows / self.per_pass
+            rate = rows / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix_str(f"{rows:,.0f} rows, {rate:,.0f} rows/s", refresh=False)
+
+
 def _output(args: argparse.Namespace, summary: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(summary, indent=2, default=_json_default))
+        print(json.dumps(_with_old_names(args.command, summary), indent=2, default=_json_default))
     else:
         print(text)
 
@@ -154,6 +259,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+# Fields of --json output renamed to one vocabulary (docs/guide/cli.rst), by the commands
+# that wrote them: still written under their old names too, until the next release.
+DEPRECATED_FIELDS = {
+    "lower_bound": (("mean_log_likelihood", "elbo_per_row"), ("fit", "info", "update", "demo")),
+    "n_rows_seen": (("n_samples_seen",), ("fit", "info", "update", "demo")),
+    "log_likelihood_before": (("mean_log_likelihood_before",), ("update",)),
+    "log_likelihood_after": (("mean_log_likelihood_after",), ("update",)),
+    "seed": (("random_state",), ("generate",)),
+}
+
+
+def _with_old_names(command: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with each field renamed in ``command``'s output also under its old name."""
+    extra = {}
+    for old, (new, commands) in DEPRECATED_FIELDS.items():
+        for name in new:
+            if command in commands and name in summary and old not in summary:
+                extra[old] = summary[name]
+    return {**summary, **extra}
+
+
+def _bound_field(model: Any) -> str:
+    """What a model's lower bound is: the mean log-likelihood per row, or for variational
+    models the ELBO per row."""
+    return "elbo_per_row" if hasattr(model, "weight_concentration_") else "mean_log_likelihood"
+
+
 def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "estimator": type(model).__name__,
@@ -161,7 +293,7 @@ def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
         "n_features": model.n_features_in_,
         "converged": bool(model.converged_),
         "n_iter": int(model.n_iter_),
-        "lower_bound": float(model.lower_bound_),
+        _bound_field(model): float(model.lower_bound_),
         "weights": model.weights_,
     }
     for name in ("means_", "covariances_", "probabilities_", "rates_"):
@@ -169,7 +301,7 @@ def _summary(model: Any, seconds: float | None = None) -> dict[str, Any]:
             summary[name.rstrip("_")] = getattr(model, name)
     state = getattr(model, "stepwise_state_", None)
     history = getattr(model, "update_history_", None)
-    summary["n_rows_seen"] = float(state.weight_seen) if state is not None else None
+    summary["n_samples_seen"] = float(state.weight_seen) if state is not None else None
     summary["n_updates"] = 0 if history is None else len(history["n_rows"])
     if seconds is not None:
         summary["seconds"] = round(seconds, 3)
@@ -203,8 +335,6 @@ def _describe(model: Any) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from dask.utils import parse_bytes
 
-    from .datasets import make_discrete_mixture, make_mixture
-
     args.out = args.output or args.out
     if not args.out:
         raise UsageError("give the store to write: streamem generate -o STORE")
@@ -214,8 +344,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         args.chunk_rows = args.chunk_size
 
+    start = time.perf_counter()
+    with _ChunkBar(args, "generate", args.samples):
+        truth = _generate(args)
+    seconds = time.perf_counter() - start
+    summary = {
+        **truth.to_json(),
+        "n_samples": args.samples,
+        "n_features": args.features,
+        "n_components": args.components,
+        "random_state": args.random_state,
+        "written": [args.out],
+        "seconds": round(seconds, 3),
+    }
+    del summary["seed"]  # called random_state, as the option
+    _output(
+        args,
+        summary,
+        f"wrote {args.samples} rows × {args.features} features to {args.out} ({seconds:.1f} s)",
+    )
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> Any:
+    from .datasets import make_discrete_mixture, make_mixture
+
     if args.family == "gaussian":
-        truth = make_mixture(
+        return make_mixture(
             args.out,
             args.samples,
             args.features,
@@ -226,21 +381,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
             seed=args.random_state,
             overwrite=args.overwrite,
         )
-    else:
-        truth = make_discrete_mixture(
-            args.out,
-            args.samples,
-            args.features,
-            args.components,
-            args.family,
-            chunk_rows=args.chunk_rows,
-            seed=args.random_state,
-            n_trials=args.n_trials,
-            overwrite=args.overwrite,
-        )
-    summary = {"path": args.out, "n_samples": args.samples, **truth.to_json()}
-    _output(args, summary, f"wrote {args.samples} rows × {args.features} features to {args.out}")
-    return 0
+    return make_discrete_mixture(
+        args.out,
+        args.samples,
+        args.features,
+        args.components,
+        args.family,
+        chunk_rows=args.chunk_rows,
+        seed=args.random_state,
+        n_trials=args.n_trials,
+        overwrite=args.overwrite,
+    )
 
 
 def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -250,7 +401,7 @@ def _fit_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         "max_iter": args.max_iter,
         "n_init": args.n_init,
         "random_state": args.random_state,
-        "verbose": int(not args.quiet and sys.stderr.isatty()),
+        "verbose": int(_bars(args)),
     }
     if args.chunk_size is not None:
         options["chunk_size"] = args.chunk_size
@@ -354,10 +505,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         model.fit(_open_data(args.data, args))
     seconds = time.perf_counter() - start
     model.save(args.output, overwrite=args.overwrite)
-    summary = {**_summary(model, seconds), "model": args.output}
+    summary = {**_summary(model, seconds), "model": args.output, "written": [args.output]}
     if args.summary:
+        summary["written"].append(args.summary)
         with open(args.summary, "w") as handle:
-            json.dump(summary, handle, indent=2, default=_json_default)
+            json.dump(_with_old_names("fit", summary), handle, indent=2, default=_json_default)
     _output(args, summary, f"{_describe(model)}\nsaved to {args.output} ({seconds:.1f} s)")
     return 0
 
@@ -385,15 +537,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.out = _require_output(args)
     model = _load_for_data(args)
     data = _open_data(args.data, args)
-    written = []
-    with _scheduler(args):
-        if not args.proba_only:
-            written.append(to_zarr(model.predict(data), args.out, **_writing(args)))
-        if args.proba or args.proba_only:
-            target = args.out if args.proba_only else _proba_path(args.out)
-            written.append(to_zarr(model.predict_proba(data), target, **_writing(args)))
-    _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
+    outputs = []
+    if not args.proba_only:
+        outputs.append((model.predict(data), args.out))
+    if args.proba or args.proba_only:
+        target = args.out if args.proba_only else _proba_path(args.out)
+        outputs.append((model.predict_proba(data), target))
+    n_rows = int(outputs[0][0].shape[0])
+    start = time.perf_counter()
+    with _scheduler(args), _ChunkBar(args, "predict", n_rows, passes=len(outputs)):
+        written = [to_zarr(result, target, **_writing(args)) for result, target in outputs]
+    summary = _data_summary(args, n_rows, time.perf_counter() - start, written=written)
+    _output(args, summary, "\n".join(f"wrote {path}" for path in written))
     return 0
+
+
+def _data_summary(
+    args: argparse.Namespace, n_rows: int | None, seconds: float, **fields: Any
+) -> dict[str, Any]:
+    """The fields every command that reads DATA with MODEL reports."""
+    return {
+        "model": args.model,
+        "data": args.data,
+        "n_samples": n_rows,
+        **fields,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _n_rows(model: Any, data: Any) -> int | None:
+    """How many rows ``model`` reads from ``data`` (metadata only), or None if unknown."""
+    from .sources import open_rows
+
+    try:
+        rows = open_rows(
+            data,
+            sample_dim=model.get_params().get("sample_dim"),
+            variables=model.get_params().get("variables"),
+            chunk_size=model.get_params().get("chunk_size"),
+        )
+    except (ValueError, OSError, TypeError, KeyError):  # the command itself says what is wrong
+        return None
+    return int(rows.data.shape[0])
 
 
 def cmd_impute(args: argparse.Namespace) -> int:
@@ -402,10 +587,13 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
     args.out = _require_output(args)
     model = _load_for_data(args)
-    with _scheduler(args):
-        imputed = model.impute(_open_data(args.data, args))
+    start = time.perf_counter()
+    imputed = model.impute(_open_data(args.data, args))
+    n_rows = int(imputed.shape[0])
+    with _scheduler(args), _ChunkBar(args, "impute", n_rows):
         path = to_zarr(imputed, args.out, name="imputed", **_writing(args))
-    _output(args, {"written": [path]}, f"wrote {path}")
+    summary = _data_summary(args, n_rows, time.perf_counter() - start, written=[path])
+    _output(args, summary, f"wrote {path}")
     return 0
 
 
@@ -420,29 +608,36 @@ def cmd_update(args: argparse.Namespace) -> int:
         model.set_params(half_life=args.half_life, half_life_unit=args.half_life_unit)
     steps = getattr(model, "n_steps_", 0)
     data = _open_data(args.data, args)
-    with _scheduler(args):
+    n_rows = _n_rows(model, data)
+    start = time.perf_counter()
+    # three passes: the score before, the update, the score after
+    with _scheduler(args), _ChunkBar(args, "update", n_rows, passes=3):
         old = mixture_of(model)
         before = model.score(data)
         model.partial_fit(data)
         after = model.score(data)
+    seconds = time.perf_counter() - start
     change = parameter_change(old, mixture_of(model))
     target = None if args.dry_run else (args.output or args.model)
     if target is not None:
         model.save(target, overwrite=True)  # checked above, or the model updated in place
     summary = {
-        **_summary(model),
+        **_summary(model, seconds),
+        "data": args.data,
+        "n_samples": n_rows,
         "n_steps": model.n_steps_,
-        "log_likelihood_before": before,
-        "log_likelihood_after": after,
+        "mean_log_likelihood_before": before,
+        "mean_log_likelihood_after": after,
         "largest_change": change,
         "model": target,
+        "written": [] if target is None else [target],
     }
     saved = "not saved (--dry-run)" if target is None else f"saved to {target}"
     _output(
         args,
         summary,
         f"{_describe(model)}\n{model.n_steps_ - steps} stepwise update(s) "
-        f"({model.n_steps_} in all), {summary['n_rows_seen']:,.0f} rows seen\n"
+        f"({model.n_steps_} in all), {summary['n_samples_seen']:,.0f} rows seen\n"
         f"mean log-likelihood of the new data: {before:.6f} before, {after:.6f} after "
         f"({after - before:+.3g}); largest relative parameter change {change:.3g}\n{saved}",
     )
@@ -453,15 +648,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .io import load
 
     model = load(args.model)
-    _output(args, _summary(model), _describe(model))
+    _output(args, {**_summary(model), "model": args.model}, _describe(model))
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     model = _load_for_data(args)
-    with _scheduler(args):
-        score = model.score(_open_data(args.data, args))
-    _output(args, {"mean_log_likelihood": score}, f"mean log-likelihood: {score:.10g}")
+    data = _open_data(args.data, args)
+    n_rows = _n_rows(model, data)
+    start = time.perf_counter()
+    with _scheduler(args), _ChunkBar(args, "score", n_rows):
+        score = model.score(data)
+    summary = _data_summary(args, n_rows, time.perf_counter() - start, mean_log_likelihood=score)
+    _output(args, summary, f"mean log-likelihood: {score:.10g}")
     return 0
 
 
@@ -473,12 +672,16 @@ def cmd_select(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite)
     _check_output(args.plot, args.overwrite)
     options.pop("n_components")
+    start = time.perf_counter()
+    data = _open_data(args.data, args)
+    n_rows = _n_rows(cls(**options), data)
     with _scheduler(args):
-        selection = select_n_components(
-            cls(**options), _open_data(args.data, args), args.k, criterion=args.criterion
-        )
+        selection = select_n_components(cls(**options), data, args.k, criterion=args.criterion)
+    seconds = time.perf_counter() - start
+    written = []
     if args.output:
         selection.best_estimator_.save(args.output, overwrite=args.overwrite)
+        written.append(args.output)
     if args.plot:
         import matplotlib
 
@@ -490,10 +693,20 @@ def cmd_select(args: argparse.Namespace) -> int:
             plot_selection(selection).savefig(
                 temporary, dpi=100, bbox_inches="tight", format="png"
             )
+        written.append(args.plot)
     summary = {
+        "data": args.data,
+        "n_samples": n_rows,
         "criterion": args.criterion,
         "best_n_components": selection.best_estimator_.n_components,
-        "table": selection.table,
+        # per row too, as fit, score and update report it
+        "table": [
+            {**row, "mean_log_likelihood": row["log_likelihood"] / n_rows if n_rows else None}
+            for row in selection.table
+        ],
+        "model": args.output,
+        "written": written,
+        "seconds": round(seconds, 3),
     }
     _output(args, summary, str(selection))
     return 0
@@ -528,7 +741,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         with atomic_path(paths[name], overwrite=True) as temporary:
             figure.savefig(temporary, dpi=args.dpi, bbox_inches="tight", format="png")
         written.append(paths[name])
-    _output(args, {"written": written}, "\n".join(f"wrote {path}" for path in written))
+    summary = {"model": args.model, "data": args.data, "written": written}
+    _output(args, summary, "\n".join(f"wrote {path}" for path in written))
     return 0
 
 
@@ -564,7 +778,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store = os.path.join(folder, "demo.zarr")
         say(f"writing {n:,} rows × {d} features ({format_bytes(data_bytes)}) …", flush=True)
         start = time.perf_counter()
-        truth = make_mixture(store, n, d, k, args.covariance_type, chunk_rows=chunk_rows, seed=1)
+        with _ChunkBar(args, "write", n):
+            truth = make_mixture(
+                store, n, d, k, args.covariance_type, chunk_rows=chunk_rows, seed=1
+            )
         written = time.perf_counter() - start
         say(
             f"wrote them to a temporary Zarr store in {-(-n // chunk_rows)} chunks of "
@@ -575,7 +792,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             covariance_type=args.covariance_type,
             random_state=0,
             chunk_size=args.chunk_size,
-            verbose=int(not args.quiet and sys.stderr.isatty()),
+            verbose=int(_bars(args)),
             callback=lambda iteration: stamps.append(time.perf_counter()),
         )
         start = time.perf_counter()
@@ -606,7 +823,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "max_mean_error_in_standard_deviations": relative,
     }
     if args.json:
-        print(json.dumps(summary, indent=2, default=_json_default))
+        _output(args, summary, "")
         return 0
     print(
         f"fitted out of core in {seconds:.1f} s: {model.n_iter_} EM iterations of "
@@ -638,7 +855,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, no Dask logs")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="progress bars (on stderr) even when it is not a terminal",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
         "--storage-options",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,15 +159,24 @@ def fit_plans(
                 f"the checkpoint {checkpoint.path!r} is damaged ({exc}); delete it to start over"
             ) from exc
         sizes = [1 if plan.previous is not None else plan.n_init for plan in plans]
-    else:
-        models = [starting_models(plan, engine, sample, rng) for plan in plans]
-        start = _start(algorithm, plans, models)
-        sizes = [len(group) for group in models]
 
     def save(progress: Any) -> None:
         checkpoint.save(algorithm, progress, rng, sample.drawn)
 
     reporter = Reporter(callback, progress, save if checkpoint is not None else None)
+    if saved is None:
+        began, models = time.perf_counter(), []
+        rows = f"{min(init_size, engine.n_rows):,} sampled rows of {engine.n_chunks} chunks"
+        for i, plan in enumerate(plans):
+            if plan.previous is None:
+                reporter.initialising(
+                    f"{plan.n_components} components, model {i + 1}/{len(plans)}, {rows}"
+                )
+            models.append(starting_models(plan, engine, sample, rng))
+        if any(plan.previous is None for plan in plans):
+            reporter.initialised(time.perf_counter() - began)
+        start = _start(algorithm, plans, models)
+        sizes = [len(group) for group in models]
     settings = dataclasses.replace(settings or Settings(), reseed_rows=sample.rows, rng=rng)
     # the client's small linear algebra (M-steps) too: a woken BLAS thread pool costs
     # milliseconds per call, which incremental EM pays after every group of chunks

@@ -141,6 +141,10 @@ class Progress(Protocol):
 
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> Any: ...
 
+    def set_description_str(self, desc: str | None = None, refresh: bool = True) -> Any: ...
+
+    def reset(self, total: float | None = None) -> Any: ...
+
 
 class Reporter:
     """Where a driver reports: warnings, the log, the user's callback, a bar, checkpoints.
@@ -179,6 +183,20 @@ class Reporter:
         if self.progress is not None:
             self.progress.update(1)
             self.progress.set_postfix_str(describe(label, history))
+
+    def initialising(self, text: str) -> None:
+        """The initialisation is under way (before the first iteration): say what it does."""
+        if self.progress is not None:
+            self.progress.set_postfix_str(f"initialising: {text}")
+
+    def initialised(self, seconds: float) -> None:
+        """The initialisation took ``seconds``: the bar's description keeps that, and its
+        clock restarts, so that its rate and time count the iterations alone."""
+        if self.progress is not None:
+            desc = getattr(self.progress, "desc", "") or ""
+            self.progress.set_description_str(f"{desc} (initialised in {seconds:.2g} s)")
+            self.progress.set_postfix_str("", refresh=False)
+            self.progress.reset()
 
     def resumed(self, n_done: int) -> None:
         if self.progress is not None and n_done:
