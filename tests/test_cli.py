@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
 from streamem import load
+from streamem.cli import main
+from streamem.datasets import make_mixture
 
-# every test here runs the command in a subprocess: slow, still run by the default `pytest`
-pytestmark = pytest.mark.slow
+# the tests that run the command in a subprocess are slow (still run by the default `pytest`)
+slow = pytest.mark.slow
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -51,6 +56,7 @@ def store(tmp_path_factory):
     return path
 
 
+@slow
 def test_demo_small():
     result = run("demo", "--size", "4MiB", "--chunk-size", "1MiB", "--json")
     assert result.returncode == 0, result.stderr
@@ -59,12 +65,14 @@ def test_demo_small():
     assert summary["n_samples"] == 4 * 2**20 // 32
 
 
+@slow
 def test_demo_prints_table():
     result = run("demo", "--size", "2MiB", "--chunk-size", "512KiB")
     assert result.returncode == 0, result.stderr
     assert "fitted out of core" in result.stdout and "true mean → fitted mean" in result.stdout
 
 
+@slow
 def test_fit_predict_info_score_select(store, tmp_path):
     model = tmp_path / "m.streamem"
     result = run(
@@ -114,6 +122,7 @@ def test_fit_predict_info_score_select(store, tmp_path):
     assert load(tmp_path / "b.s").n_components == 3
 
 
+@slow
 def test_missing_store_is_one_line_exit_2(tmp_path):
     result = run("fit", str(tmp_path / "missing.zarr"))
     assert result.returncode == 2
@@ -122,6 +131,7 @@ def test_missing_store_is_one_line_exit_2(tmp_path):
     ]
 
 
+@slow
 def test_bad_option_is_exit_2():
     result = run("fit", "x.zarr", "--covariance-type", "banana")
     assert result.returncode == 2 and "invalid choice: 'banana'" in result.stderr
@@ -129,6 +139,7 @@ def test_bad_option_is_exit_2():
     assert result.returncode == 2 and "unknown family 'banana'" in result.stderr
 
 
+@slow
 def test_bad_model_file_is_exit_2(tmp_path):
     (tmp_path / "bad.streamem").write_text("not a model")
     result = run("info", str(tmp_path / "bad.streamem"))
@@ -136,6 +147,7 @@ def test_bad_model_file_is_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@slow
 def test_update_plot_and_checkpoint_flags(store, tmp_path):
     model = tmp_path / "m.streamem"
     assert run("fit", f"{store}/data", "-k", "3", "-o", str(model), "--quiet").returncode == 0
@@ -177,6 +189,7 @@ def test_update_plot_and_checkpoint_flags(store, tmp_path):
     assert result.returncode == 2 and "--resume needs --checkpoint" in result.stderr
 
 
+@slow
 def test_discrete_family_from_the_command_line(tmp_path):
     counts = np.random.default_rng(0).poisson([[2.0, 8.0]] * 500 + [[9.0, 1.0]] * 500)
     np.save(tmp_path / "counts.npy", counts)
@@ -198,6 +211,7 @@ def test_discrete_family_from_the_command_line(tmp_path):
     assert result.returncode == 2 and "does not apply to poisson" in result.stderr
 
 
+@slow
 @pytest.mark.parametrize("family", ["bernoulli", "binomial", "multinomial", "poisson"])
 def test_generate_and_fit_discrete_stores(tmp_path, family):
     store = tmp_path / f"{family}.zarr"
@@ -244,6 +258,7 @@ def test_generate_and_fit_discrete_stores(tmp_path, family):
     assert error < (0.5 if family == "poisson" else 0.05)
 
 
+@slow
 def test_fit_on_a_local_cluster_and_resume_flags(store, tmp_path):
     model = tmp_path / "c.streamem"
     result = run(
@@ -268,6 +283,7 @@ def test_fit_on_a_local_cluster_and_resume_flags(store, tmp_path):
     assert result.returncode == 2 and "--cluster expects 'local:N'" in result.stderr
 
 
+@slow
 def test_fit_output_onto_a_directory_keeps_the_directory(store, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
@@ -278,6 +294,7 @@ def test_fit_output_onto_a_directory_keeps_the_directory(store, tmp_path):
     assert (results / "notes.txt").read_text() == "keep me"
 
 
+@slow
 def test_update_reports_the_change_and_dry_run_writes_nothing(store, tmp_path):
     model = tmp_path / "m.streamem"
     assert run("fit", f"{store}/data", "-k", "3", "-o", str(model), "--quiet").returncode == 0
@@ -298,3 +315,169 @@ def test_update_reports_the_change_and_dry_run_writes_nothing(store, tmp_path):
     assert updated.half_life == 5000 and len(updated.update_history_["n_rows"]) == 1
     info = run("info", str(model))
     assert "rows seen: 40,000; updates since the fit: 1" in info.stdout
+
+
+# -- in process: progress bars and the --json vocabulary --------------------------------------
+
+
+def call(capsys, *args: str) -> tuple[str, str]:
+    """``streamem ARGS`` in this process: its stdout and stderr (exit code 0 asserted)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out, err
+
+
+def last_bar(err: str, name: str) -> str:
+    """The last state of the bar ``name`` written to stderr."""
+    states = [part for part in re.split(r"[\r\n]", err) if part.startswith(name)]
+    assert states, f"no {name!r} bar in {err!r}"
+    return states[-1]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 6000-row store of 5 chunks (a few more rows in the last) and a model fitted to it
+    with 1200-row chunks."""
+    folder = tmp_path_factory.mktemp("small")
+    make_mixture(folder / "data.zarr", 6000, 2, 2, chunk_rows=1300, seed=4)
+    model = folder / "m.streamem"
+    assert main(["fit", str(folder / "data.zarr"), "-o", str(model), "--chunk-size", "1200"]) == 0
+    return folder
+
+
+def test_generate_shows_chunks_and_keeps_a_summary_line(tmp_path, capsys):
+    store = str(tmp_path / "g.zarr")
+    out, err = call(
+        capsys, "generate", store, "--samples", "1000", "--features", "2", "-k", "2",
+        "--chunk-size", "300", "--progress", "--json",
+    )  # fmt: skip
+    summary = json.loads(out)  # the bars went to stderr
+    assert summary["n_samples"] == 1000 and summary["written"] == [store]
+    bar = last_bar(err, "generate")
+    assert "100%" in bar and "4/4" in bar and "1,000 rows" in bar and "rows/s" in bar
+    assert err.endswith("\n")  # the finished bar stays on screen, as one line
+
+
+@pytest.mark.parametrize(
+    ("command", "chunks", "rows"),
+    [
+        (["predict", "-o", "{out}/l.zarr"], "5/5", "6,000 rows"),
+        (["predict", "-o", "{out}/l.zarr", "--proba"], "10/10", "12,000 rows"),
+        (["impute", "-o", "{out}/i.zarr"], "5/5", "6,000 rows"),
+        (["score"], "5/5", "6,000 rows"),
+        (["update", "--dry-run"], "15/15", "18,000 rows"),  # score, update, score
+    ],
+)
+def test_reading_commands_show_chunks_done_of_all(small, tmp_path, capsys, command, chunks, rows):
+    name, *rest = command
+    rest = [part.format(out=tmp_path) for part in rest]
+    args = [name, str(small / "m.streamem"), str(small / "data.zarr"), *rest]
+    out, err = call(capsys, *args, "--progress", "--json")
+    assert json.loads(out)["n_samples"] == 6000
+    bar = last_bar(err, name)
+    assert "100%" in bar and chunks in bar and rows in bar, bar
+    # --quiet wins over --progress; without a terminal there are no bars either
+    for extra in (["--progress", "--quiet"], []):
+        rest = [part.replace(".zarr", f"-{len(extra)}.zarr") for part in rest]
+        args = [name, str(small / "m.streamem"), str(small / "data.zarr"), *rest]
+        out, err = call(capsys, *args, *extra, "--json")
+        assert err == "" and json.loads(out)["n_samples"] == 6000
+
+
+def test_fit_bar_counts_iterations_after_the_initialisation(small, tmp_path, capsys):
+    out, err = call(
+        capsys, "fit", str(small / "data.zarr"), "-o", str(tmp_path / "m.streamem"),
+        "--n-init", "2", "--progress", "--json",
+    )  # fmt: skip
+    n_iter = json.loads(out)["n_iter"]
+    assert "initialising: 2 components, model 1/1, 6,000 sampled rows of 1 chunks" in err
+    bar = last_bar(err, "GaussianMixture EM (initialised in")
+    assert f"{n_iter}/{n_iter}" in bar and "100%" in bar  # the total: iterations run
+    assert "log-likelihood" in bar
+
+
+def test_the_demo_shows_its_write(capsys):
+    out, err = call(capsys, "demo", "--size", "64KiB", "--chunk-size", "16KiB", "--progress")
+    bar = last_bar(err, "write")
+    assert "100%" in bar and "4/4" in bar and "2,048 rows" in bar
+    assert "fitted out of core" in out
+
+
+def documented_fields() -> dict[str, set[str]]:
+    """The JSON fields of docs/guide/cli.rst's table, with the commands that write each."""
+    text = (Path(__file__).parents[1] / "docs" / "guide" / "cli.rst").read_text()
+    table = text.split("JSON output")[1].split("Renamed fields")[0]
+    fields: dict[str, set[str]] = {}
+    for row in table.split("   * - ")[2:]:
+        cells = re.split(r"\n     - ", row)
+        names = re.findall(r"``(\w+)``", cells[0])
+        commands = set(re.findall(r"\w+", cells[3]))
+        for name in names:
+            fields[name] = commands
+    return fields
+
+
+def test_one_name_per_quantity_across_commands(small, tmp_path, capsys):
+    data, model = str(small / "data.zarr"), str(small / "m.streamem")
+    fitted = load(model)
+    X = zarr.open_array(small / "data.zarr" / "data")[:]
+    outputs = {}
+    for command in (
+        ["generate", str(tmp_path / "g.zarr"), "--samples", "100", "--features", "2"],
+        ["fit", data, "-o", str(tmp_path / "f.streamem"), "--chunk-size", "1200"],
+        ["info", model],
+        ["score", model, data],
+        ["predict", model, data, "-o", str(tmp_path / "l.zarr")],
+        ["impute", model, data, "-o", str(tmp_path / "i.zarr")],
+        ["update", model, data, "-o", str(tmp_path / "u.streamem")],
+        ["select", data, "-k", "1..2", "--n-init", "1"],
+        ["plot", model, "-o", str(tmp_path / "figures")],
+        ["demo", "--size", "64KiB", "--chunk-size", "16KiB"],
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outputs[command[0]] = json.loads(call(capsys, *command, "--json")[0])
+
+    documented = documented_fields()
+    old_names = {"lower_bound", "n_rows_seen", "log_likelihood_before"}
+    old_names |= {"log_likelihood_after", "seed", "path"}
+    for command, summary in outputs.items():
+        for field in set(summary) - old_names:
+            assert field in documented, f"{command} writes {field!r}, not in docs/guide/cli.rst"
+            assert command in documented[field], f"{command}: {field!r}"
+    for field, commands in documented.items():
+        for command in commands:
+            if command in outputs and field not in ("elbo_per_row", "probabilities", "rates"):
+                written = set(outputs[command])
+                if command == "select":  # and in each row of its table
+                    written |= set(outputs[command]["table"][0])
+                assert field in written or field in ("covariances", "means"), (
+                    f"docs/guide/cli.rst says {command} writes {field!r}"
+                )
+
+    # the same quantity, the same value under the one name
+    score = fitted.score(data)  # the same chunks as the command's: the same bits
+    assert score == pytest.approx(fitted.score(X), rel=1e-12)
+    assert outputs["score"]["mean_log_likelihood"] == score
+    assert outputs["info"]["mean_log_likelihood"] == fitted.lower_bound_
+    assert outputs["update"]["mean_log_likelihood_before"] == score
+    assert outputs["update"]["mean_log_likelihood_after"] == load(tmp_path / "u.streamem").score(
+        data
+    )
+    for row in outputs["select"]["table"]:
+        assert row["mean_log_likelihood"] == pytest.approx(row["log_likelihood"] / 6000, 1e-15)
+    for command in ("generate", "predict", "impute", "score", "update", "select"):
+        assert outputs[command]["n_samples"] == (100 if command == "generate" else 6000)
+    assert outputs["update"]["n_samples_seen"] == 12000  # the fit's rows, then the update's
+    # renamed fields keep their old names for one release, with the same values
+    for command in ("fit", "info", "update", "demo"):
+        summary = outputs[command]
+        assert summary["lower_bound"] == summary["mean_log_likelihood"]
+        assert summary["n_rows_seen"] == summary["n_samples_seen"]
+    update = outputs["update"]
+    assert update["log_likelihood_before"] == update["mean_log_likelihood_before"]
+    assert update["log_likelihood_after"] == update["mean_log_likelihood_after"]
+    assert outputs["generate"]["seed"] == outputs["generate"]["random_state"] == 0
+    assert "lower_bound" not in outputs["score"]  # never was a field of score
