@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -346,7 +347,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     with _ChunkBar(args, "generate", args.samples):
-        truth = _generate(args)
+        truth = _generate_remote(args) if "://" in args.out else _generate(args)
     seconds = time.perf_counter() - start
     summary = {
         **truth.to_json(),
@@ -364,6 +365,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"wrote {args.samples} rows × {args.features} features to {args.out} ({seconds:.1f} s)",
     )
     return 0
+
+
+def _generate_remote(args: argparse.Namespace) -> Any:
+    """``generate`` into an object store: the store is written to a local temporary folder,
+    uploaded under a temporary prefix, then copied into place with its metadata last (see
+    :func:`streamem.to_zarr`), so the URL opens only once the store is complete."""
+    import fsspec
+    import zarr
+
+    from ._atomic import remote_atomic_path
+    from .datasets import TRUTH_ATTRIBUTE
+
+    url = args.out
+    with (
+        remote_atomic_path(
+            url, overwrite=args.overwrite, storage_options=args.storage_options
+        ) as temporary,
+        tempfile.TemporaryDirectory(prefix="streamem-generate-") as folder,
+    ):
+        args.out = os.path.join(folder, "store.zarr")
+        truth = _generate(args)
+        truth = dataclasses.replace(truth, path=url)
+        group = zarr.open_group(args.out, mode="r+")
+        group.attrs[TRUTH_ATTRIBUTE] = json.loads(json.dumps(truth.to_json()))
+        fs, root = fsspec.core.url_to_fs(temporary, **(args.storage_options or {}))
+        fs.put(f"{args.out}/", root, recursive=True)
+    args.out = url
+    return truth
 
 
 def _generate(args: argparse.Namespace) -> Any:

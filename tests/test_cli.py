@@ -481,3 +481,42 @@ def test_one_name_per_quantity_across_commands(small, tmp_path, capsys):
     assert update["log_likelihood_after"] == update["mean_log_likelihood_after"]
     assert outputs["generate"]["seed"] == outputs["generate"]["random_state"] == 0
     assert "lower_bound" not in outputs["score"]  # never was a field of score
+
+
+def test_generate_writes_to_an_object_store(tmp_path, capsys):
+    """``generate s3://…``: the same store as on disk, complete or absent (a real
+    S3-compatible server on 127.0.0.1)."""
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    from streamem.datasets import load_truth
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": f"http://{host}:{port}"},
+        }
+        s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir("bucket")
+        url = "s3://bucket/generated.zarr"
+        common = ["--samples", "1000", "--features", "2", "-k", "2", "--chunk-size", "300"]
+        common += ["--storage-options", json.dumps(options), "--json"]
+        out, _ = call(capsys, "generate", url, *common)
+        assert json.loads(out)["written"] == [url]
+        call(capsys, "generate", str(tmp_path / "local.zarr"), *common)
+        remote = zarr.open_group(url, mode="r", storage_options=options)
+        local = zarr.open_group(tmp_path / "local.zarr", mode="r")
+        for name in ("data", "labels"):
+            assert remote[name].chunks == local[name].chunks
+            np.testing.assert_array_equal(remote[name][:], local[name][:])
+        truth = dict(remote.attrs["streamem_truth"])
+        assert truth["path"] == url
+        np.testing.assert_array_equal(truth["means"], load_truth(tmp_path / "local.zarr").means)
+        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+        assert fs.ls("bucket") == ["bucket/generated.zarr"]  # no temporary prefix left
+        assert main(["generate", url, *common]) == 2  # exists: refused without --overwrite
+        assert "--overwrite" in capsys.readouterr().err
+    finally:
+        server.stop()
