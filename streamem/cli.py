@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from argparse import SUPPRESS
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
@@ -120,6 +121,8 @@ def _scheduler(args: argparse.Namespace) -> Iterator[None]:
         return
     from distributed import Client, LocalCluster
 
+    # importing distributed sets its loggers to INFO (its logging configuration): no chatter
+    logging.getLogger("distributed").setLevel(logging.ERROR if args.quiet else logging.WARNING)
     if address:
         with Client(address) as client:
             logging.getLogger(__name__).info("connected to %s", client.dashboard_link)
@@ -882,21 +885,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, work: bool = True, urls: bool = True) -> None:
+    """The options every command takes; those of long work (bars, Dask) where there is
+    some, and ``--storage-options`` where URLs are read or written."""
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.set_defaults(
+        quiet=False, progress=False, storage_options=None, scheduler=None, cluster=None
+    )
+    if not work:
+        return
     parser.add_argument("--quiet", action="store_true", help="no progress bars, no Dask logs")
     parser.add_argument(
         "--progress",
         action="store_true",
         help="progress bars (on stderr) even when it is not a terminal",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument(
-        "--storage-options",
-        type=_json_object,
-        help="fsspec options for s3://, gs://… URLs, as JSON: '{\"anon\": true}', "
-        '\'{"client_kwargs": {"endpoint_url": "http://…"}}\'',
-    )
+    if urls:
+        parser.add_argument(
+            "--storage-options",
+            type=_json_object,
+            help="fsspec options for s3://, gs://… URLs, as JSON: '{\"anon\": true}', "
+            '\'{"client_kwargs": {"endpoint_url": "http://…"}}\'',
+        )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     group.add_argument("--cluster", help="start a local cluster: 'local:N' worker processes")
@@ -995,7 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["full", "tied", "diag", "spherical"],
         help="the covariances' shape",
     )
-    _common(demo)
+    _common(demo, urls=False)
     demo.set_defaults(run=cmd_demo)
 
     generate = commands.add_parser("generate", help="synthetic mixture data to a Zarr store")
@@ -1116,7 +1127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="describe a model file")
     info.add_argument("model", help="a model file written by streamem fit")
-    _common(info)
+    _common(info, work=False)
     info.set_defaults(run=cmd_info)
 
     score = commands.add_parser("score", help="mean log-likelihood of DATA under MODEL")
@@ -1158,8 +1169,22 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _model_options(select)
     _common(select)
-    select.set_defaults(run=cmd_select, components=None)
+    select.set_defaults(run=cmd_select, components=None, n_init=3)  # one unlucky start
     return parser
+
+
+def _warning_printer(args: argparse.Namespace) -> Any:
+    """Warnings as one line on stderr, ``streamem COMMAND: warning: …`` (with ``--debug``,
+    Python's usual form, which names the line that warned)."""
+    usual = warnings.showwarning
+
+    def show(message: Any, category: type, filename: str, lineno: int, *rest: Any) -> None:
+        if args.debug:
+            usual(message, category, filename, lineno, *rest)
+        else:
+            print(f"streamem {args.command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1171,7 +1196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("distributed", "dask"):
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        code = args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args)
+            code = args.run(args)
         sys.stdout.flush()
         return code
     except BrokenPipeError:  # the reader went away (``streamem info m | head``): not an error

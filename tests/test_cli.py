@@ -520,3 +520,46 @@ def test_generate_writes_to_an_object_store(tmp_path, capsys):
         assert "--overwrite" in capsys.readouterr().err
     finally:
         server.stop()
+
+
+def test_info_takes_only_the_options_that_act_on_it(tmp_path, capsys):
+    from streamem.cli import build_parser
+
+    parser = build_parser()
+    info = next(a for a in parser._actions if a.dest == "command").choices["info"]
+    assert {o for a in info._actions for o in a.option_strings} == {
+        "-h",
+        "--help",
+        "--json",
+        "--debug",
+    }
+    with pytest.raises(SystemExit) as exit:
+        main(["info", "m.streamem", "--quiet"])
+    assert exit.value.code == 2 and "unrecognized arguments: --quiet" in capsys.readouterr().err
+
+
+def test_select_warns_in_one_line_and_starts_three_times(small, capsys):
+    out, err = call(capsys, "select", str(small / "data.zarr"), "-k", "1..2", "--json")
+    assert err.splitlines() == [
+        "streamem select: warning: the best number of components by BIC, 2, is at the edge "
+        "of the range tried (1–2): try a wider range."
+    ]
+    from streamem import GaussianMixture, select_n_components
+
+    with pytest.warns(UserWarning, match="at the edge"):  # the Python function's defaults
+        expected = select_n_components(
+            GaussianMixture(random_state=0, chunk_size="64MiB"), str(small / "data.zarr"), [1, 2]
+        )
+    table = json.loads(out)["table"]
+    assert [row["bic"] for row in table] == [row["bic"] for row in expected.table]
+
+
+@slow
+def test_quiet_silences_the_local_cluster(small):
+    result = run(
+        "score", str(small / "m.streamem"), str(small / "data.zarr"), "--cluster", "local:1",
+        "--quiet", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stderr == ""
+    expected = load(small / "m.streamem").score(str(small / "data.zarr"))
+    assert json.loads(result.stdout)["mean_log_likelihood"] == pytest.approx(expected, 1e-12)
