@@ -488,9 +488,21 @@ def _open_data(path: str, args: argparse.Namespace | None = None) -> Any:
     return path
 
 
+def _local_file(path: str | None) -> None:
+    """Refuse a URL where a local file is written (it would become a local folder 's3:')."""
+    if path and "://" in path:
+        raise UsageError(
+            f"{path!r} is a URL; model files, checkpoints, summaries and figures are written "
+            "to local paths (copy them to the object store afterwards); Zarr stores "
+            "(generate, predict, impute) go to URLs directly"
+        )
+
+
 def _check_output(path: str | None, overwrite: bool) -> None:
-    """Refuse, before any work is done, an output file that exists (without --overwrite) or
-    is a directory (never replaced)."""
+    """Refuse, before any work is done, an output file that exists (without --overwrite),
+    is a directory (never replaced), or is a URL (model files, checkpoints and figures are
+    local files)."""
+    _local_file(path)
     if path and os.path.isdir(path):
         raise UsageError(
             f"{path!r} is a directory; the output is a file: give a file name, "
@@ -522,7 +534,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options = _fit_options(args, cls)
     cls, options = _bayesian(args, options)
     _check_output(args.output, args.overwrite)
+    _local_file(args.summary)
     if args.checkpoint:
+        _local_file(args.checkpoint)
         if os.path.exists(args.checkpoint) and not args.resume:
             raise UsageError(
                 f"the checkpoint {args.checkpoint!r} exists: pass --resume to continue that fit, "
@@ -751,6 +765,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from . import plotting
     from ._atomic import atomic_path
 
+    _local_file(args.output)
     model = _load_for_data(args)
     args.out = args.output
     os.makedirs(args.out, exist_ok=True)

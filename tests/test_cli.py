@@ -563,3 +563,23 @@ def test_quiet_silences_the_local_cluster(small):
     assert result.returncode == 0 and result.stderr == ""
     expected = load(small / "m.streamem").score(str(small / "data.zarr"))
     assert json.loads(result.stdout)["mean_log_likelihood"] == pytest.approx(expected, 1e-12)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fit", "{data}", "-o", "s3://bucket/m.streamem"],
+        ["fit", "{data}", "-o", "{tmp}/m.streamem", "--checkpoint", "s3://bucket/fit.ckpt"],
+        ["fit", "{data}", "-o", "{tmp}/m.streamem", "--summary", "gs://bucket/fit.json"],
+        ["select", "{data}", "-k", "1..2", "-o", "s3://bucket/best.streamem"],
+        ["plot", "{model}", "-o", "s3://bucket/figures"],
+        ["update", "{model}", "{data}", "-o", "s3://bucket/u.streamem"],
+    ],
+)
+def test_local_files_refuse_urls_before_any_work(small, tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    fields = {"data": small / "data.zarr", "model": small / "m.streamem", "tmp": tmp_path}
+    code = main([part.format(**fields) for part in command])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a URL; model files, checkpoints" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written, no local folder 's3:'
