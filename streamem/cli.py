@@ -908,7 +908,8 @@ def _common(parser: argparse.ArgumentParser, *, work: bool = True, urls: bool = 
     parser.set_defaults(
         quiet=False, progress=False, storage_options=None, scheduler=None, cluster=None
     )
-    if not work:
+    if not work:  # --quiet accepted (scripts pass it to every command), not advertised
+        parser.add_argument("--quiet", action="store_true", help=SUPPRESS)
         return
     parser.add_argument("--quiet", action="store_true", help="no progress bars, no Dask logs")
     parser.add_argument(

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import warnings
+from argparse import SUPPRESS
 from pathlib import Path
 
 import numpy as np
@@ -499,8 +500,9 @@ def test_generate_writes_to_an_object_store(tmp_path, capsys):
             "secret": "testing",
             "client_kwargs": {"endpoint_url": f"http://{host}:{port}"},
         }
-        s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir("bucket")
-        url = "s3://bucket/generated.zarr"
+        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+        fs.mkdir("cli-generate")  # moto's buckets are shared by every server of the process
+        url = "s3://cli-generate/generated.zarr"
         common = ["--samples", "1000", "--features", "2", "-k", "2", "--chunk-size", "300"]
         common += ["--storage-options", json.dumps(options), "--json"]
         out, _ = call(capsys, "generate", url, *common)
@@ -514,10 +516,11 @@ def test_generate_writes_to_an_object_store(tmp_path, capsys):
         truth = dict(remote.attrs["streamem_truth"])
         assert truth["path"] == url
         np.testing.assert_array_equal(truth["means"], load_truth(tmp_path / "local.zarr").means)
-        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
-        assert fs.ls("bucket") == ["bucket/generated.zarr"]  # no temporary prefix left
+        fs.invalidate_cache()
+        assert fs.ls("cli-generate") == ["cli-generate/generated.zarr"]  # no temporary left
         assert main(["generate", url, *common]) == 2  # exists: refused without --overwrite
         assert "--overwrite" in capsys.readouterr().err
+        fs.rm("cli-generate", recursive=True)
     finally:
         server.stop()
 
@@ -527,15 +530,16 @@ def test_info_takes_only_the_options_that_act_on_it(tmp_path, capsys):
 
     parser = build_parser()
     info = next(a for a in parser._actions if a.dest == "command").choices["info"]
-    assert {o for a in info._actions for o in a.option_strings} == {
-        "-h",
-        "--help",
-        "--json",
-        "--debug",
-    }
+    shown = {o for a in info._actions if a.help != SUPPRESS for o in a.option_strings}
+    assert shown == {"-h", "--help", "--json", "--debug"}
+    for option in ("--cluster", "--scheduler", "--storage-options", "--progress", "--quiet"):
+        assert option not in info.format_help()
     with pytest.raises(SystemExit) as exit:
-        main(["info", "m.streamem", "--quiet"])
-    assert exit.value.code == 2 and "unrecognized arguments: --quiet" in capsys.readouterr().err
+        main(["info", "m.streamem", "--cluster", "local:2"])
+    assert exit.value.code == 2 and "unrecognized arguments: --cluster" in capsys.readouterr().err
+    # --quiet, which scripts pass to every command, is still taken
+    assert main(["info", str(tmp_path / "missing.streamem"), "--quiet"]) == 2
+    assert "No such model file" in capsys.readouterr().err
 
 
 def test_select_warns_in_one_line_and_starts_three_times(small, capsys):
