@@ -214,3 +214,32 @@ def remote_atomic_path(
     finally:
         if fs.exists(temporary):
             fs.rm(temporary, recursive=True)
+
+
+def put_object(
+    url: str, data: bytes, *, overwrite: bool = False, storage_options: dict | None = None
+) -> None:
+    """Write one file to an object store (``s3://``, ``gs://``, … through fsspec) in a single
+    upload: object stores make an object visible whole or not at all, so no temporary is
+    needed. A prefix holding objects (a "directory") is never replaced.
+
+    Raises
+    ------
+    FileExistsError
+        If ``url`` exists and ``overwrite`` is false.
+    IsADirectoryError
+        If objects live under ``url/``.
+    """
+    import fsspec
+
+    fs, key = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    key = key.rstrip("/")
+    fs.invalidate_cache(key)
+    if fs.isdir(key):
+        raise IsADirectoryError(
+            f"{url!r} holds objects below it; streamem writes a file there only in place of a "
+            f"file. Give a file name, for example {url.rstrip('/') + '/model.streamem'!r}."
+        )
+    if fs.exists(key) and not overwrite:
+        raise FileExistsError(f"{url!r} exists; pass overwrite=True to replace it.")
+    fs.pipe_file(key, data)

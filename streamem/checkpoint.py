@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import ModelFileError, encode, read_archive, write_archive
+from .io import ModelFileError, encode, is_url, read_archive, write_archive
 
 # Parameters that do not change the computation: a checkpoint may be resumed with other values.
 IGNORED_PARAMETERS = ("verbose", "verbose_interval", "callback", "checkpoint", "persist")
@@ -73,16 +73,35 @@ class Checkpoint:
     Parameters
     ----------
     path : str or path-like
-        The file.
+        The file: a local path, or a URL (``s3://…``) written through fsspec in one upload
+        per iteration.
     expected : dict
         The :func:`fingerprint` of the fit about to run.
+    storage_options : dict, optional
+        fsspec options when ``path`` is a URL (otherwise fsspec's configuration applies,
+        e.g. the ``FSSPEC_S3_*`` environment variables).
     """
 
-    def __init__(self, path: str | os.PathLike, expected: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        expected: dict[str, Any],
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         self.path = os.fspath(path)
         self.expected = expected
+        self.storage_options = storage_options
+
+    def _remote(self) -> tuple[Any, str]:
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.path, **(self.storage_options or {}))
 
     def exists(self) -> bool:
+        if is_url(self.path):
+            fs, key = self._remote()
+            fs.invalidate_cache(key)
+            return bool(fs.isfile(key))
         return os.path.exists(self.path)
 
     def load(self) -> dict[str, Any] | None:
@@ -97,7 +116,7 @@ class Checkpoint:
         """
         if not self.exists():
             return None
-        kind, content = read_archive(self.path)
+        kind, content = read_archive(self.path, storage_options=self.storage_options)
         if kind != "checkpoint":
             raise ModelFileError(f"{self.path!r} holds a {kind}, not a checkpoint")
         expected_keys = {"fingerprint", "algorithm", "progress", "rng", "sample"}
@@ -125,10 +144,16 @@ class Checkpoint:
                 "sample": sample,
             },
             overwrite=True,
+            storage_options=self.storage_options,
         )
 
     def remove(self) -> None:
-        if self.exists():
+        if not self.exists():
+            return
+        if is_url(self.path):
+            fs, key = self._remote()
+            fs.rm_file(key)
+        else:
             os.remove(self.path)
 
 

@@ -492,16 +492,50 @@ def _local_file(path: str | None) -> None:
     """Refuse a URL where a local file is written (it would become a local folder 's3:')."""
     if path and "://" in path:
         raise UsageError(
-            f"{path!r} is a URL; model files, checkpoints, summaries and figures are written "
-            "to local paths (copy them to the object store afterwards); Zarr stores "
-            "(generate, predict, impute) go to URLs directly"
+            f"{path!r} is a URL; summaries and figures are written to local paths (copy "
+            "them to the object store afterwards); model files, checkpoints and Zarr stores "
+            "go to URLs directly"
         )
+
+
+def _check_model_output(args: argparse.Namespace, path: str | None) -> None:
+    """As :func:`_check_output` for a model file, which may also be a URL."""
+    if not (path and "://" in path):
+        _check_output(path, args.overwrite)
+        return
+    import fsspec
+
+    fs, key = fsspec.core.url_to_fs(path, **(getattr(args, "storage_options", None) or {}))
+    if fs.isdir(key):
+        raise UsageError(f"{path!r} holds objects below it; the output is a file")
+    if fs.exists(key) and not args.overwrite:
+        raise UsageError(f"{path!r} exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def _fsspec_defaults(url: str | None, options: dict[str, Any] | None) -> Iterator[None]:
+    """Make ``--storage-options`` fsspec's defaults for ``url``'s protocol, for what opens
+    the URL itself (a checkpoint written by the estimator)."""
+    if not (url and "://" in url and options):
+        yield
+        return
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    before = fsspec.config.conf.get(protocol)
+    fsspec.config.conf[protocol] = {**(before or {}), **options}
+    try:
+        yield
+    finally:
+        if before is None:
+            fsspec.config.conf.pop(protocol, None)
+        else:
+            fsspec.config.conf[protocol] = before
 
 
 def _check_output(path: str | None, overwrite: bool) -> None:
     """Refuse, before any work is done, an output file that exists (without --overwrite),
-    is a directory (never replaced), or is a URL (model files, checkpoints and figures are
-    local files)."""
+    is a directory (never replaced), or is a URL (summaries and figures are local files)."""
     _local_file(path)
     if path and os.path.isdir(path):
         raise UsageError(
@@ -533,11 +567,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
     cls, options = _bayesian(args, options)
-    _check_output(args.output, args.overwrite)
+    _check_model_output(args, args.output)
     _local_file(args.summary)
     if args.checkpoint:
-        _local_file(args.checkpoint)
-        if os.path.exists(args.checkpoint) and not args.resume:
+        from .checkpoint import Checkpoint
+
+        there = Checkpoint(args.checkpoint, {}, args.storage_options).exists()
+        if there and not args.resume:
             raise UsageError(
                 f"the checkpoint {args.checkpoint!r} exists: pass --resume to continue that fit, "
                 "or delete it to start over"
@@ -547,10 +583,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint PATH")
     model = cls(**options)
     start = time.perf_counter()
-    with _scheduler(args):
+    with _scheduler(args), _fsspec_defaults(args.checkpoint, args.storage_options):
         model.fit(_open_data(args.data, args))
     seconds = time.perf_counter() - start
-    model.save(args.output, overwrite=args.overwrite)
+    model.save(args.output, overwrite=args.overwrite, storage_options=args.storage_options)
     summary = {**_summary(model, seconds), "model": args.output, "written": [args.output]}
     if args.summary:
         summary["written"].append(args.summary)
@@ -648,7 +684,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     from .estimators import mixture_of
 
     if args.output:
-        _check_output(args.output, args.overwrite)
+        _check_model_output(args, args.output)
     model = _load_for_data(args)
     if args.half_life is not None:
         model.set_params(half_life=args.half_life, half_life_unit=args.half_life_unit)
@@ -666,7 +702,8 @@ def cmd_update(args: argparse.Namespace) -> int:
     change = parameter_change(old, mixture_of(model))
     target = None if args.dry_run else (args.output or args.model)
     if target is not None:
-        model.save(target, overwrite=True)  # checked above, or the model updated in place
+        # checked above, or the model updated in place
+        model.save(target, overwrite=True, storage_options=args.storage_options)
     summary = {
         **_summary(model, seconds),
         "data": args.data,
@@ -693,7 +730,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .io import load
 
-    model = load(args.model)
+    model = load(args.model, storage_options=getattr(args, "storage_options", None))
     _output(args, {**_summary(model), "model": args.model}, _describe(model))
     return 0
 
@@ -715,7 +752,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     cls = _estimator_class(args.family)
     options = _fit_options(args, cls)
-    _check_output(args.output, args.overwrite)
+    _check_model_output(args, args.output)
     _check_output(args.plot, args.overwrite)
     options.pop("n_components")
     start = time.perf_counter()
@@ -726,7 +763,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     written = []
     if args.output:
-        selection.best_estimator_.save(args.output, overwrite=args.overwrite)
+        selection.best_estimator_.save(
+            args.output, overwrite=args.overwrite, storage_options=args.storage_options
+        )
         written.append(args.output)
     if args.plot:
         import matplotlib
@@ -910,6 +949,8 @@ def _common(parser: argparse.ArgumentParser, *, work: bool = True, urls: bool = 
     )
     if not work:  # --quiet accepted (scripts pass it to every command), not advertised
         parser.add_argument("--quiet", action="store_true", help=SUPPRESS)
+        if urls:
+            _storage_options(parser)
         return
     parser.add_argument("--quiet", action="store_true", help="no progress bars, no Dask logs")
     parser.add_argument(
@@ -918,15 +959,19 @@ def _common(parser: argparse.ArgumentParser, *, work: bool = True, urls: bool = 
         help="progress bars (on stderr) even when it is not a terminal",
     )
     if urls:
-        parser.add_argument(
-            "--storage-options",
-            type=_json_object,
-            help="fsspec options for s3://, gs://… URLs, as JSON: '{\"anon\": true}', "
-            '\'{"client_kwargs": {"endpoint_url": "http://…"}}\'',
-        )
+        _storage_options(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     group.add_argument("--cluster", help="start a local cluster: 'local:N' worker processes")
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-options",
+        type=_json_object,
+        help="fsspec options for s3://, gs://… URLs, as JSON: '{\"anon\": true}', "
+        '\'{"client_kwargs": {"endpoint_url": "http://…"}}\'',
+    )
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -949,7 +994,7 @@ def _load_for_data(args: argparse.Namespace) -> Any:
     """The model of ``args.model``, reading DATA as ``--sample-dim``/``--variables`` say."""
     from .io import load
 
-    model = load(args.model)
+    model = load(args.model, storage_options=getattr(args, "storage_options", None))
     if getattr(args, "sample_dim", None):
         model.set_params(sample_dim=args.sample_dim)
     if getattr(args, "variables", None):

@@ -41,7 +41,7 @@ import dask.array as da
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ._atomic import atomic_path, remote_atomic_path
+from ._atomic import atomic_path, put_object, remote_atomic_path
 from .sources import checksummed
 
 FORMAT = "streamem-model"
@@ -259,11 +259,22 @@ def decode(value: Any, arrays: Mapping[str, np.ndarray], where: str = "content")
 # -- files -----------------------------------------------------------------------------------
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an object in an fsspec file system (``s3://…``)."""
+    return "://" in os.fspath(path)
+
+
 def write_archive(
-    path: str | os.PathLike, kind: str, content: dict[str, Any], *, overwrite: bool = False
+    path: str | os.PathLike,
+    kind: str,
+    content: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Write ``content`` (JSON-able with arrays) as a versioned archive, atomically; an
-    existing file is replaced only with ``overwrite``, a directory never."""
+    existing file is replaced only with ``overwrite``, a directory never. A URL is written
+    through fsspec in one upload (see :func:`streamem._atomic.put_object`)."""
     arrays: dict[str, np.ndarray] = {}
     manifest = {
         "format": FORMAT,
@@ -271,13 +282,27 @@ def write_archive(
         "kind": kind,
         "content": encode(content, arrays, "value"),
     }
-    with atomic_path(path, overwrite=overwrite) as temporary:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+
+    def write(target: Any) -> None:
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=True))
             for key, array in arrays.items():
                 buffer = io.BytesIO()
                 np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
                 archive.writestr(key, buffer.getvalue())
+
+    if is_url(path):
+        buffer = io.BytesIO()
+        write(buffer)
+        put_object(
+            os.fspath(path),
+            buffer.getvalue(),
+            overwrite=overwrite,
+            storage_options=storage_options,
+        )
+        return
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        write(temporary)
 
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int) -> zipfile.ZipInfo:
@@ -391,8 +416,11 @@ def _read_arrays(archive: zipfile.ZipFile, content: Any, budget: int) -> dict[st
     return arrays
 
 
-def read_archive(path: str | os.PathLike) -> tuple[str, Any]:
-    """Read an archive written by :func:`write_archive`: its kind and content.
+def read_archive(
+    path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None
+) -> tuple[str, Any]:
+    """Read an archive written by :func:`write_archive`: its kind and content (from a local
+    path, or a URL through fsspec with ``storage_options``).
 
     Raises
     ------
@@ -403,17 +431,36 @@ def read_archive(path: str | os.PathLike) -> tuple[str, Any]:
         anything in it fails the checks described in :mod:`streamem.io`.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
+    source: Any = path
+    if is_url(path):
+        import fsspec
+
+        fs, key = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        fs.invalidate_cache(key)  # another process may have written it since the last look
+        if not fs.isfile(key):
+            raise FileNotFoundError(f"No such model file: {path!r}")
+        with _file_errors(path):
+            budget = int(fs.size(key))
+            # the object's own size bounds what is read; its members are checked against it
+            source = io.BytesIO(fs.cat_file(key))
+    elif not os.path.exists(path):
         raise FileNotFoundError(f"No such model file: {path!r}")
-    with _file_errors(path):
+    else:
         budget = os.path.getsize(path)
-        with zipfile.ZipFile(path) as archive:
+    with _file_errors(path):
+        with zipfile.ZipFile(source) as archive:
             manifest = _read_manifest(archive)
             arrays = _read_arrays(archive, manifest["content"], budget)
             return manifest["kind"], decode(manifest["content"], arrays)
 
 
-def save(estimator: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+def save(
+    estimator: Any,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
     """Save a fitted estimator (parameters, fitted attributes and any running state).
 
     Parameters
@@ -424,6 +471,10 @@ def save(estimator: Any, path: str | os.PathLike, *, overwrite: bool = False) ->
         The file to write.
     overwrite : bool, default=False
         Replace an existing file (atomically); a directory is never replaced.
+    storage_options : dict, optional
+        fsspec options (endpoint, credentials, ``anon``…) when ``path`` is a URL
+        (``s3://bucket/model.streamem``); the file is uploaded in one piece, so it appears
+        whole or not at all.
     """
     params = {
         k: v
@@ -438,10 +489,11 @@ def save(estimator: Any, path: str | os.PathLike, *, overwrite: bool = False) ->
         "estimator",
         {"class": _qualified(type(estimator)), "params": params, "fitted": fitted},
         overwrite=overwrite,
+        storage_options=storage_options,
     )
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None) -> Any:
     """Load an estimator saved with ``save``; it predicts and continues fitting as before.
 
     The file is checked before and after the estimator is made from it (see
@@ -450,7 +502,9 @@ def load(path: str | os.PathLike) -> Any:
     Parameters
     ----------
     path : str or path-like
-        A file written by ``save``.
+        A file written by ``save``: a local path or a URL (``s3://…``, through fsspec).
+    storage_options : dict, optional
+        fsspec options when ``path`` is a URL.
 
     Returns
     -------
@@ -465,7 +519,7 @@ def load(path: str | os.PathLike) -> Any:
         If the file is damaged, not a streamem model file, from a newer format version, or
         its content is not a valid model.
     """
-    kind, content = read_archive(path)
+    kind, content = read_archive(path, storage_options=storage_options)
     with _file_errors(os.fspath(path)):
         return _estimator(kind, content)
 

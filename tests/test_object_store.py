@@ -158,3 +158,74 @@ def test_the_command_line_reads_and_writes_s3(s3, remote, tmp_path, capsys):
     assert code == 0
     labels = zarr.open_array(f"{out}/labels", storage_options=s3)[:]
     assert labels.shape == (3000,) and set(np.unique(labels)) == {0, 1}
+
+
+def test_models_are_saved_to_and_loaded_from_s3(s3, remote):
+    from streamem import load
+
+    _, X = remote
+    model = GaussianMixture(2, random_state=0).fit(X)
+    target = "s3://bucket/models/m.streamem"
+    model.save(target, storage_options=s3)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(target, storage_options=s3)
+    back = load(target, storage_options=s3)
+    np.testing.assert_array_equal(back.means_, model.means_)
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    with pytest.raises(IsADirectoryError, match="holds objects below it"):
+        model.save("s3://bucket/models", storage_options=s3, overwrite=True)
+    with pytest.raises(FileNotFoundError, match="No such model file"):
+        load("s3://bucket/models/absent.streamem", storage_options=s3)
+    fs(s3).pipe_file("bucket/models/damaged.streamem", b"PK\x03\x04 not a zip")
+    from streamem.io import ModelFileError
+
+    with pytest.raises(ModelFileError, match="damaged.streamem"):
+        load("s3://bucket/models/damaged.streamem", storage_options=s3)
+
+
+def test_a_checkpoint_in_s3_continues_to_the_uninterrupted_model(s3, remote, monkeypatch):
+    import fsspec
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", s3)  # what the estimator's URL opens with
+    _, X = remote
+    checkpoint = "s3://bucket/fits/fit.ckpt"
+
+    def stop(iteration):
+        if iteration.n_iter == 2:
+            raise KeyboardInterrupt
+
+    options = {"random_state": 0, "tol": 0, "max_iter": 5, "checkpoint": checkpoint}
+    with pytest.raises(KeyboardInterrupt):
+        GaussianMixture(2, callback=stop, **options).fit(X)
+    assert fs(s3).isfile("bucket/fits/fit.ckpt")
+    resumed = GaussianMixture(2, **options).fit(X)
+    whole = GaussianMixture(2, random_state=0, tol=0, max_iter=5).fit(X)
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    assert resumed.lower_bounds_ == whole.lower_bounds_
+    assert not fs(s3).exists("bucket/fits/fit.ckpt")  # removed when the fit completes
+
+
+def test_the_command_line_keeps_models_and_checkpoints_in_s3(s3, remote, capsys):
+    import json
+
+    import fsspec
+
+    url, X = remote
+    options = ["--storage-options", json.dumps(s3), "--quiet"]
+    model = "s3://bucket/cli/m.streamem"
+    common = ["-k", "2", "--random-state", "0", "--max-iter", "4", "--tol", "0"]
+    fit = ["fit", url, *common, "-o", model, "--checkpoint", "s3://bucket/cli/fit.ckpt"]
+    assert main([*fit, *options]) == 0
+    assert "s3" not in fsspec.config.conf  # the options were the defaults only for the fit
+    assert not fs(s3).exists("bucket/cli/fit.ckpt")
+    from streamem import load
+
+    fitted = load(model, storage_options=s3)
+    expected = GaussianMixture(2, random_state=0, max_iter=4, tol=0).fit(X)
+    np.testing.assert_allclose(fitted.means_, expected.means_, rtol=1e-10)
+    assert main([*fit, *options]) == 2  # the model exists: refused without --overwrite
+    capsys.readouterr()
+    assert main(["info", model, "--json", "--storage-options", json.dumps(s3)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_components"] == 2
+    assert main(["update", model, url, *options]) == 0
+    assert load(model, storage_options=s3).n_steps_ == fitted.n_steps_ + 1

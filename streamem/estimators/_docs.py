@@ -85,7 +85,9 @@ SHARED_PARAMETERS = """\
         Fitting again with the same checkpoint, after the process was killed, continues
         from the last saved iteration and ends with the model of an uninterrupted fit; a
         checkpoint of another configuration or data shape is refused. Removed when the fit
-        completes.
+        completes. A URL (``s3://bucket/fit.ckpt``) is written through fsspec, one upload
+        per iteration, with fsspec's configuration for its endpoint and credentials
+        (``fsspec.config.conf`` or the ``FSSPEC_S3_*`` environment variables).
     callback : callable, default=None
         Called after every iteration (pass) with a :class:`streamem.Iteration`.
 """

@@ -205,17 +205,26 @@ class PredictMixin:
         y = np.repeat(np.arange(model.n_components), counts)
         return X, y
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        storage_options: dict | None = None,
+    ) -> None:
         """Save the fitted model (and any running state) to a file, atomically, without pickle.
 
         Parameters
         ----------
         path : str or path-like
-            The file to write; :func:`streamem.load` reads it back.
+            The file to write (a local path, or a URL such as ``s3://bucket/m.streamem``);
+            :func:`streamem.load` reads it back.
         overwrite : bool, default=False
             Replace an existing file (a directory is never replaced).
+        storage_options : dict, optional
+            fsspec options (endpoint, credentials…) when ``path`` is a URL.
         """
         from ..io import save
 
         check_is_fitted(self)
-        save(self, path, overwrite=overwrite)
+        save(self, path, overwrite=overwrite, storage_options=storage_options)
