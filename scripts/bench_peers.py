@@ -26,7 +26,7 @@ Convergence tests are off, so every fit runs exactly the iterations asked for.
 scikit-learn's (``reg_covar=0``) and against a NumPy transcription of Spark's E-step, then both
 run to Spark's default convergence rule.
 
-Run (1M × 16 rows, K=8, about 15 minutes on 2 cores)::
+Run (default 1M × 16 rows, K=8; tens of minutes on 2 cores, most of them Spark's)::
 
     PYTHONPATH=. python scripts/bench_peers.py [--n 1000000] [--d 16] [--k 8]
         [--covariance-type full diag] [--iterations 3] [--repeats 3] [--tools ...]
