@@ -9,7 +9,9 @@ Every tool fits the same data (a mixture of ``K`` correlated Gaussians, float64)
 start: the weights, means and covariances of one scikit-learn iteration on a subsample, given
 to each tool through its own initial parameters (scikit-learn/streamem ``*_init``, pomegranate's
 ``Normal(means, covs)`` and ``priors``, Spark's ``initialModel``, mclust's ``em(parameters=)``).
-Convergence tests are off, so every fit runs exactly the iterations asked for.
+Convergence tests are off, so every fit runs exactly the iterations asked for (mclust, whose
+tolerance cannot be negative, stops early only on an exactly unchanged log-likelihood; the
+script then says so and times the iterations it ran).
 
 - **s/iter**: ``(t(1 + ITERATIONS) - t(1)) / ITERATIONS`` for fits of ``1 + ITERATIONS`` and of
   one iteration, so fixed costs (validation, data conversion, a final E-step) cancel; the
@@ -378,8 +380,12 @@ def worker(tool: str, workdir: Path, kind: str, iterations: int, repeats: int) -
     if tool == "mclust":
         result = run_mclust(X, start, kind, iterations, repeats, workdir)
     else:
-        run = {"streamem": run_streamem, "sklearn": run_sklearn}.get(tool)
-        run = run or {"pomegranate": run_pomegranate, "spark": run_spark}[tool]
+        run = {
+            "streamem": run_streamem,
+            "sklearn": run_sklearn,
+            "pomegranate": run_pomegranate,
+            "spark": run_spark,
+        }[tool]
         result = run(X, start, kind, iterations, repeats)
     np.savez(workdir / f"result-{tool}-{kind}.npz", **result)
 
