@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import numbers
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_array_shape, check_float, check_option
-from ..drivers.common import elbo_penalty
+from ..drivers.common import Settings, elbo_penalty
 from ..engines import Engine
 from ..families._base import Mixture
+from ..families._variational import WEIGHT_PRIOR_TYPES
 from ..families.bayesian_gaussian import (
-    WEIGHT_PRIOR_TYPES,
     BayesianGaussian,
     BayesianGaussianParams,
     GaussianWishartPrior,
@@ -34,7 +35,102 @@ _ATTRIBUTES_DOC = re.sub(
 )
 
 
-class BayesianGaussianMixture(MixtureEstimator):
+class BayesianMixture(MixtureEstimator):
+    """What the variational Bayesian mixtures share (not for direct use): Dirichlet(-process)
+    weights always learned from their prior, data-dependent priors set before the fit, the
+    stopping rule on the total ELBO, and stochastic variational inference for online fits."""
+
+    # No weights_init: the weights are always learned, from their prior.
+    learn_weights = True
+    weights_init = None
+
+    def _set_prior(self, engine: Engine) -> None:
+        """Set the ``*_prior_`` attributes (from the parameters, else from the data)."""
+        raise NotImplementedError
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        owner = type(self).__name__
+        if self.missing == "marginalize":
+            raise ValueError(
+                f"{owner}: missing='marginalize' is not available for variational mixtures; "
+                f"use missing='drop' (rows with NaN left out), or "
+                f"{owner.removeprefix('Bayesian')}(missing='marginalize'), whose EM "
+                "marginalises missing entries exactly."
+            )
+        check_option(
+            "weight_concentration_prior_type",
+            self.weight_concentration_prior_type,
+            WEIGHT_PRIOR_TYPES,
+            owner,
+        )
+        if self.weight_concentration_prior is not None:
+            check_float(
+                "weight_concentration_prior",
+                self.weight_concentration_prior,
+                owner,
+                low=0.0,
+                low_open=True,
+            )
+
+    def _prepare(self, engine: Engine, do_init: bool, partial: bool = False) -> None:
+        """Set the prior (data-dependent defaults from one pass, at every ``fit`` as
+        scikit-learn and at the first ``partial_fit``), the row weight the statistics
+        stand for in stochastic variational inference, and the weight ``tol`` is divided by
+        (the total row weight for batch and incremental fits: ``tol`` applies to the change
+        of the total ELBO, as scikit-learn's)."""
+        if do_init or not partial:
+            self.weight_concentration_prior_ = (
+                1.0 / self.n_components
+                if self.weight_concentration_prior is None
+                else float(self.weight_concentration_prior)
+            )
+            self._set_prior(engine)
+        state = getattr(self, "stepwise_state_", None)
+        total = _total_weight(engine)
+        if partial:
+            seen = 0.0 if do_init or state is None else state.weight_seen
+            self._data_weight = seen + total
+        else:
+            self._data_weight = total if self.algorithm == "online" else None
+        online = partial or self.algorithm == "online"
+        self._tol_weight = 1.0 if online or total <= 0 else total
+        if state is not None and not do_init:  # continue with this prior and data weight
+            family = self._family()
+            models = tuple(model._replace(family=family) for model in state.models)
+            self.stepwise_state_ = state._replace(models=models)
+
+    def _settings(self, batch_size: int | None = None) -> Settings:
+        settings = super()._settings(batch_size)
+        return replace(settings, tol=self.tol / getattr(self, "_tol_weight", 1.0))
+
+    def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:
+        return model  # no initial parameters: the start is drawn from the data
+
+    def _set_weights(self, model: Mixture) -> None:
+        self.weights_ = model.weights
+        concentration = model.params.weight_concentration
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            self.weight_concentration_ = tuple(concentration)
+        else:
+            self.weight_concentration_ = concentration
+
+    def _weight_concentration(self) -> np.ndarray:
+        return np.asarray(self.weight_concentration_, dtype=np.float64)
+
+    # -- online updates: the bound is the ELBO's estimate ---------------------------------------
+
+    def _update(self, X: Any, sample_weight: Any) -> tuple[float, float]:
+        total, weight = super()._update(X, sample_weight)
+        # the batch's share of KL(q(θ) ‖ p(θ)): its weight over the rows the posterior stands for
+        model = self._get_model()
+        total -= elbo_penalty(model) * weight / max(self._data_weight, np.finfo(float).tiny)
+        self.lower_bound_ = total / weight
+        self.lower_bounds_[-1] = self.lower_bound_
+        return total, weight
+
+
+class BayesianGaussianMixture(BayesianMixture):
     """Variational Bayesian Gaussian mixture, fitted over chunks of rows, in memory or out of
     core, in batch, online (stochastic variational inference) or incrementally.
 
@@ -164,10 +260,6 @@ default='dirichlet_process'
            [8.5 , 4.54]])
     """
 
-    # No weights_init: the weights are always learned, from their prior.
-    learn_weights = True
-    weights_init = None
-
     def __init__(
         self,
         n_components: int = 1,
@@ -250,23 +342,12 @@ default='dirichlet_process'
     def _check_parameters(self) -> None:
         super()._check_parameters()
         owner = type(self).__name__
-        if self.missing == "marginalize":
-            raise ValueError(
-                f"{owner}: missing='marginalize' is not available for variational mixtures; "
-                "use missing='drop' (rows with NaN left out), or GaussianMixture(missing="
-                "'marginalize'), whose EM marginalises missing entries exactly."
-            )
         check_option("covariance_type", self.covariance_type, COVARIANCE_TYPES, owner)
         check_float("reg_covar", self.reg_covar, owner, low=0.0)
-        check_option(
-            "weight_concentration_prior_type",
-            self.weight_concentration_prior_type,
-            WEIGHT_PRIOR_TYPES,
-            owner,
-        )
-        for name in ("weight_concentration_prior", "mean_precision_prior"):
-            if getattr(self, name) is not None:
-                check_float(name, getattr(self, name), owner, low=0.0, low_open=True)
+        if self.mean_precision_prior is not None:
+            check_float(
+                "mean_precision_prior", self.mean_precision_prior, owner, low=0.0, low_open=True
+            )
         if self.degrees_of_freedom_prior is not None:
             check_float(
                 "degrees_of_freedom_prior",
@@ -284,23 +365,6 @@ default='dirichlet_process'
 
     # -- the prior, from the parameters and the data --------------------------------------------
 
-    def _prepare(self, engine: Engine, do_init: bool, partial: bool = False) -> None:
-        """Set the prior (data-dependent defaults from one pass, at every ``fit`` as
-        scikit-learn and at the first ``partial_fit``), and the row weight the statistics
-        stand for in stochastic variational inference."""
-        if do_init or not partial:
-            self._set_prior(engine)
-        state = getattr(self, "stepwise_state_", None)
-        if partial:
-            seen = 0.0 if do_init or state is None else state.weight_seen
-            self._data_weight = seen + _total_weight(engine)
-        else:
-            self._data_weight = _total_weight(engine) if self.algorithm == "online" else None
-        if state is not None and not do_init:  # continue with this prior and data weight
-            family = self._family()
-            models = tuple(model._replace(family=family) for model in state.models)
-            self.stepwise_state_ = state._replace(models=models)
-
     def _set_prior(self, engine: Engine) -> None:
         owner = type(self).__name__
         d = engine.n_features
@@ -308,11 +372,6 @@ default='dirichlet_process'
         moments = None
         if self.mean_prior is None or self.covariance_prior is None:
             moments = _data_moments(engine, kind, getattr(self, "missing", "error"))
-        self.weight_concentration_prior_ = (
-            1.0 / self.n_components
-            if self.weight_concentration_prior is None
-            else float(self.weight_concentration_prior)
-        )
         self.mean_precision_prior_ = (
             1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
         )
@@ -361,16 +420,9 @@ default='dirichlet_process'
             getattr(self, "missing", "error"),
         )
 
-    def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:
-        return model  # no initial parameters: the start is drawn from the data
-
     def _set_model(self, model: Mixture) -> None:
         params = model.params
-        self.weights_ = model.weights
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            self.weight_concentration_ = tuple(params.weight_concentration)
-        else:
-            self.weight_concentration_ = params.weight_concentration
+        self._set_weights(model)
         self.mean_precision_ = params.mean_precision
         self.means_ = params.means
         if self.covariance_type == "tied":
@@ -390,7 +442,7 @@ default='dirichlet_process'
     def _get_model(self) -> Mixture:
         k = len(self.weights_)
         params = BayesianGaussianParams(
-            np.asarray(self.weight_concentration_, dtype=np.float64),
+            self._weight_concentration(),
             np.asarray(self.mean_precision_, dtype=np.float64),
             np.asarray(self.means_, dtype=np.float64),
             np.broadcast_to(np.asarray(self.degrees_of_freedom_, dtype=np.float64), (k,)).copy(),
@@ -398,17 +450,6 @@ default='dirichlet_process'
             np.asarray(self.precisions_cholesky_, dtype=np.float64),
         )
         return Mixture(self._family(), np.asarray(self.weights_, dtype=np.float64), params)
-
-    # -- online updates: the bound is the ELBO's estimate ---------------------------------------
-
-    def _update(self, X: Any, sample_weight: Any) -> tuple[float, float]:
-        total, weight = super()._update(X, sample_weight)
-        # the batch's share of KL(q(θ) ‖ p(θ)): its weight over the rows the posterior stands for
-        model = self._get_model()
-        total -= elbo_penalty(model) * weight / max(self._data_weight, np.finfo(float).tiny)
-        self.lower_bound_ = total / weight
-        self.lower_bounds_[-1] = self.lower_bound_
-        return total, weight
 
 
 BayesianGaussianMixture.__doc__ = BayesianGaussianMixture.__doc__.replace(
