@@ -26,13 +26,28 @@ from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from .gaussian import GaussianMixture
 
 # the weights have no initial values and are always learned (from their prior); missing
-# values are not supported (the variational family has no masked statistics yet)
-_PARAMETERS_DOC = re.sub(
+# entries are refused or their rows dropped (the variational families have no masked
+# statistics), and the bound is the ELBO
+MISSING_DOC = """\
+    missing : {'error', 'drop'}, default='error'
+        What NaN entries mean: refused (``'error'``), or rows with NaN left out of the fit
+        (``'drop'``; their predictions are -1 and NaN). Variational mixtures do not marginalise
+        missing entries: the plain mixtures do (``missing='marginalize'``).
+"""
+BAYESIAN_PARAMETERS_DOC = MISSING_DOC + re.sub(
     r"    (learn_weights|missing) : .*?\n(?=    \w)", "", SHARED_PARAMETERS, flags=re.S
 )
-_ATTRIBUTES_DOC = re.sub(
+BAYESIAN_ATTRIBUTES_DOC = re.sub(
     r"    lower_bound_ : .*?\n(?=    n_features_in_)", "", SHARED_ATTRIBUTES, flags=re.S
 )
+
+
+def share_bayesian_docs(cls: type) -> type:
+    """Fill a Bayesian estimator docstring's ``%(shared_parameters)s`` and
+    ``%(shared_attributes)s``."""
+    cls.__doc__ = cls.__doc__.replace("    %(shared_parameters)s\n", BAYESIAN_PARAMETERS_DOC)
+    cls.__doc__ = cls.__doc__.replace("    %(shared_attributes)s\n", BAYESIAN_ATTRIBUTES_DOC)
+    return cls
 
 
 class BayesianMixture(MixtureEstimator):
@@ -87,7 +102,7 @@ class BayesianMixture(MixtureEstimator):
             )
             self._set_prior(engine)
         state = getattr(self, "stepwise_state_", None)
-        total = _total_weight(engine)
+        total = total_weight(engine)
         if partial:
             seen = 0.0 if do_init or state is None else state.weight_seen
             self._data_weight = seen + total
@@ -145,9 +160,11 @@ class BayesianGaussianMixture(BayesianMixture):
 
     Differences from scikit-learn: ``lower_bound_`` is the exact evidence lower bound (ELBO,
     every constant included, so it is comparable between models) *per unit of row weight*,
-    where scikit-learn's is the total without its constants; ``tol`` applies to it, so
-    convergence does not depend on the size of the data. The data-dependent prior defaults
-    (``mean_prior``, ``covariance_prior``) take one pass over the data, as in scikit-learn.
+    where scikit-learn's is the total without its constants. ``tol`` applies, as
+    scikit-learn's, to the change of the *total* ELBO (``lower_bound_`` times the total row
+    weight), so from the same start both stop at the same iteration. The data-dependent prior
+    defaults (``mean_prior``, ``covariance_prior``) take one pass over the data, as in
+    scikit-learn.
     ``sample_weight`` counts a row as that many copies (also in those defaults).
 
     Parameters
@@ -159,7 +176,10 @@ class BayesianGaussianMixture(BayesianMixture):
         precision matrix (``full``), all share one (``tied``), or the precision is diagonal
         (``diag``) or a multiple of the identity (``spherical``).
     tol : float, default=1e-3
-        Convergence threshold on the change of the ELBO per unit of row weight.
+        Convergence threshold on the change of the total ELBO between iterations (batch) or
+        passes (incremental), as scikit-learn's: the change of ``lower_bound_`` times the
+        total row weight. Online fits compare their per-row estimate of the ELBO from pass
+        to pass with ``tol`` (a noisy estimate cannot resolve ``tol`` over all rows).
     reg_covar : float, default=1e-6
         Non-negative regularisation added to the diagonal of each component's scatter, per
         unit of responsibility.
@@ -452,12 +472,10 @@ default='dirichlet_process'
         return Mixture(self._family(), np.asarray(self.weights_, dtype=np.float64), params)
 
 
-BayesianGaussianMixture.__doc__ = BayesianGaussianMixture.__doc__.replace(
-    "    %(shared_parameters)s\n", _PARAMETERS_DOC
-).replace("    %(shared_attributes)s\n", _ATTRIBUTES_DOC)
+share_bayesian_docs(BayesianGaussianMixture)
 
 
-def _total_weight(engine: Engine) -> float:
+def total_weight(engine: Engine) -> float:
     """The total row weight of an engine's data."""
     weights = getattr(engine, "sample_weight", None)
     return float(engine.n_rows) if weights is None else float(weights.sum())
