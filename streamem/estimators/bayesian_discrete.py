@@ -188,8 +188,8 @@ def _share_docs(cls: type) -> type:
         cls.__doc__.replace("    %(common_parameters)s\n", _COMMON_PARAMETERS)
         .replace("    %(common_attributes)s\n", _COMMON_ATTRIBUTES)
         .replace("    %(references)s\n", _REFERENCES)
-        .replace("%(beta_prior)s", _BETA_PRIOR_DOC)
-        .replace("%(beta_attributes)s", _BETA_ATTRIBUTES_DOC)
+        .replace("    %(beta_prior)s\n", _BETA_PRIOR_DOC)
+        .replace("    %(beta_attributes)s\n", _BETA_ATTRIBUTES_DOC)
     )
     return share_bayesian_docs(cls)
 
@@ -210,38 +210,40 @@ class _BetaMixture(_BayesianCountsMixture):
 class BayesianBernoulliMixture(_BetaMixture):
     """Variational Bayesian mixture of independent Bernoulli (binary) features.
 
-        :class:`streamem.BernoulliMixture`'s model with a ``Beta(a₀, b₀)`` prior on each
-        probability and a Dirichlet-process (or Dirichlet) prior on the weights, fitted by
-        variational Bayes over chunks of rows: the E-step uses ``E[log p] = ψ(a) − ψ(a + b)`` and
-        ``E[log(1 − p)] = ψ(b) − ψ(a + b)``, the update is the conjugate posterior from the
-        merged statistics. Components the data do not need empty themselves, so
-        ``n_components`` is an upper bound. Data must be 0/1 or bool.
+    :class:`streamem.BernoulliMixture`'s model with a ``Beta(a₀, b₀)`` prior on each
+    probability and a Dirichlet-process (or Dirichlet) prior on the weights, fitted by
+    variational Bayes over chunks of rows: the E-step uses ``E[log p] = ψ(a) − ψ(a + b)`` and
+    ``E[log(1 − p)] = ψ(b) − ψ(a + b)``, the update is the conjugate posterior from the
+    merged statistics. Components the data do not need empty themselves, so
+    ``n_components`` is an upper bound. Data must be 0/1 or bool.
 
-        Parameters
-        ----------
-        n_components : int, default=1
-            Maximum number of mixture components.
-        %(common_parameters)s
-    %(beta_prior)s    %(shared_parameters)s
+    Parameters
+    ----------
+    n_components : int, default=1
+        Maximum number of mixture components.
+    %(common_parameters)s
+    %(beta_prior)s
+    %(shared_parameters)s
 
-        Attributes
-        ----------
-        %(common_attributes)s
-    %(beta_attributes)s    %(shared_attributes)s
+    Attributes
+    ----------
+    %(common_attributes)s
+    %(beta_attributes)s
+    %(shared_attributes)s
 
-        See Also
-        --------
-        BernoulliMixture : maximum-likelihood fit with a fixed number of components.
+    See Also
+    --------
+    BernoulliMixture : maximum-likelihood fit with a fixed number of components.
 
-        References
-        ----------
-        %(references)s
+    References
+    ----------
+    %(references)s
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from streamem import BayesianBernoulliMixture
-        >>> rng = np.random.RandomState(0)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamem import BayesianBernoulliMixture
+    >>> rng = np.random.RandomState(0)
     >>> p = np.where(np.arange(200)[:, None] < 120, [0.9, 0.9, 0.1, 0.1], [0.1, 0.1, 0.9, 0.9])
     >>> X = (rng.uniform(size=(200, 4)) < p).astype(int)
     >>> bm = BayesianBernoulliMixture(n_components=4, random_state=0).fit(X)
@@ -334,46 +336,48 @@ class BayesianBernoulliMixture(_BetaMixture):
 class BayesianBinomialMixture(_BetaMixture):
     """Variational Bayesian mixture of independent binomial counts.
 
-        :class:`streamem.BinomialMixture`'s model (``n_trials`` trials behind every feature, or
-        each row's own in ``trials_column``) with a ``Beta(a₀, b₀)`` prior on each success
-        probability and a Dirichlet-process (or Dirichlet) prior on the weights, fitted by
-        variational Bayes over chunks of rows. Components the data do not need empty
-        themselves, so ``n_components`` is an upper bound.
+    :class:`streamem.BinomialMixture`'s model (``n_trials`` trials behind every feature, or
+    each row's own in ``trials_column``) with a ``Beta(a₀, b₀)`` prior on each success
+    probability and a Dirichlet-process (or Dirichlet) prior on the weights, fitted by
+    variational Bayes over chunks of rows. Components the data do not need empty
+    themselves, so ``n_components`` is an upper bound.
 
-        Parameters
-        ----------
-        n_components : int, default=1
-            Maximum number of mixture components.
-        n_trials : int, default=1
-            Number of trials behind every feature of every row (ignored with ``trials_column``).
-        trials_column : int or None, default=None
-            Index of the column of ``X`` that holds each row's number of trials (not a feature).
-        %(common_parameters)s
-    %(beta_prior)s    %(shared_parameters)s
+    Parameters
+    ----------
+    n_components : int, default=1
+        Maximum number of mixture components.
+    n_trials : int, default=1
+        Number of trials behind every feature of every row (ignored with ``trials_column``).
+    trials_column : int or None, default=None
+        Index of the column of ``X`` that holds each row's number of trials (not a feature).
+    %(common_parameters)s
+    %(beta_prior)s
+    %(shared_parameters)s
 
-        Attributes
-        ----------
-        %(common_attributes)s
-    %(beta_attributes)s    %(shared_attributes)s
+    Attributes
+    ----------
+    %(common_attributes)s
+    %(beta_attributes)s
+    %(shared_attributes)s
 
-        ``n_features`` above is the number of columns of successes (without ``trials_column``).
+    ``n_features`` above is the number of columns of successes (without ``trials_column``).
 
-        See Also
-        --------
-        BinomialMixture : maximum-likelihood fit with a fixed number of components.
+    See Also
+    --------
+    BinomialMixture : maximum-likelihood fit with a fixed number of components.
 
-        References
-        ----------
-        %(references)s
+    References
+    ----------
+    %(references)s
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from streamem import BayesianBinomialMixture
-        >>> heads = np.array([[1], [2], [1], [0], [9], [8], [10], [9]])
-        >>> coins = BayesianBinomialMixture(3, n_trials=10, random_state=0).fit(heads)
-        >>> coins.probabilities_[coins.weights_ > 0.01].ravel().round(2)
-        array([0.13, 0.84])
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamem import BayesianBinomialMixture
+    >>> heads = np.array([[1], [2], [1], [0], [9], [8], [10], [9]])
+    >>> coins = BayesianBinomialMixture(2, n_trials=10, random_state=0).fit(heads)
+    >>> np.sort(coins.probabilities_.ravel()).round(2)
+    array([0.12, 0.88])
     """
 
     def __init__(
