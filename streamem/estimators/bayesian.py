@@ -20,7 +20,7 @@ from ..families.bayesian_gaussian import (
     BayesianGaussianParams,
     GaussianWishartPrior,
 )
-from ..families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
+from ..families.gaussian import COVARIANCE_TYPES
 from ._base import MixtureEstimator
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from .gaussian import GaussianMixture
@@ -488,14 +488,17 @@ def _data_moments(
     diagonal) of the data, in one pass: the E-step of a one-component model (of the rows
     without NaN, with ``missing='drop'``)."""
     d = engine.n_features
-    if covariance_type in ("full", "tied"):
-        family, shape = Gaussian("full", missing=missing), (1, d, d)
-        spread = np.eye(d)[None]
-    else:
-        family, shape = Gaussian("diag", missing=missing), (1, d)
-        spread = np.ones(shape)
-    model = Mixture(family, np.ones(1), GaussianParams(np.zeros((1, d)), spread, spread))
-    stats = engine.estep((model,)).stats[0]
+    # the variational family (its statistics are the Gaussian's), so that errors about the
+    # data offer what the variational mixtures accept
+    kind = "full" if covariance_type in ("full", "tied") else "diag"
+    spread = np.eye(d)[None] if kind == "full" else np.ones((1, d))
+    prior = GaussianWishartPrior(1.0, 1.0, np.zeros(d), float(d), spread[0])
+    family = BayesianGaussian(prior, kind, 0.0, "dirichlet_distribution", None, missing)
+    ones = np.ones(1)
+    params = BayesianGaussianParams(
+        ones, ones, np.zeros((1, d)), np.full(1, d + 1.0), spread, spread
+    )
+    stats = engine.estep((Mixture(family, ones, params),)).stats[0]
     return float(stats.counts[0]), stats.means[0], stats.scatter[0]
 
 

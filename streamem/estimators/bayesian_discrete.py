@@ -28,7 +28,6 @@ from ..families.bayesian_discrete import (
     GammaParams,
     GammaPrior,
 )
-from ..families.poisson import Poisson, PoissonParams
 from .bayesian import BayesianMixture, share_bayesian_docs
 from .discrete import check_multinomial_layout, check_trials_column
 
@@ -606,9 +605,13 @@ class BayesianPoissonMixture(_BayesianCountsMixture):
 
     def _default_prior(self, name: str, engine: Engine) -> np.ndarray:
         """``shape_prior_ / m``, ``m`` the mean count of each feature (one pass)."""
-        d = engine.n_features
-        model = Mixture(Poisson(missing=self.missing), np.ones(1), PoissonParams(np.ones((1, d))))
-        stats = engine.estep((model,)).stats[0]
+        d, ones = engine.n_features, np.ones(1)
+        # the variational family (its statistics are Poisson's), so that errors about the
+        # data offer what the variational mixtures accept
+        prior = GammaPrior(1.0, ones, ones)
+        family = BayesianPoisson(prior, "dirichlet_distribution", missing=self.missing)
+        params = GammaParams(ones, np.ones((1, d)), np.ones((1, d)))
+        stats = engine.estep((Mixture(family, ones, params),)).stats[0]
         weight = float(stats.counts[0])
         mean = np.maximum(stats.sums[0] / weight, 1.0 / weight)
         return self.shape_prior_ / mean

@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamem import (
     BayesianBernoulliMixture,
+    BayesianGaussianMixture,
     BayesianBinomialMixture,
     BayesianMultinomialMixture,
     BayesianPoissonMixture,
@@ -302,9 +303,16 @@ def test_nan_is_refused_with_what_works():
     variational mixtures refuse)."""
     X = np.random.RandomState(0).poisson(3.0, size=(100, 3)).astype(float)
     X[7, 1] = np.nan
-    for estimator in (BayesianPoissonMixture(2), BayesianBernoulliMixture(2)):
+    binary = np.where(np.isnan(X), np.nan, X > 2)
+    for estimator, data in [
+        (BayesianPoissonMixture(2), X),
+        (BayesianPoissonMixture(2, inverse_scale_prior=1.0), X),  # no pass for the prior
+        (BayesianBernoulliMixture(2), binary),
+        (BayesianBernoulliMixture(2, init_size=10), binary),  # NaN after the sample
+        (BayesianGaussianMixture(2), X),
+    ]:
         with pytest.raises(ValueError, match="NaN") as error:
-            estimator.fit(X if isinstance(estimator, BayesianPoissonMixture) else X > 2)
+            estimator.fit(data)
         assert "missing='drop'" in str(error.value)
         assert "marginalize" not in str(error.value)
     model = BayesianPoissonMixture(2, missing="drop", random_state=0).fit(X)
@@ -343,8 +351,14 @@ def test_command_line_fit_bayesian(tmp_path, capsys):
     output = tmp_path / "model.streamem"
     code = main(
         ["fit", str(path), "--family", "poisson", "-k", "6", "--bayesian", "-o", str(output)]
+        + ["--weight-concentration", "0.01"]
     )
     assert code == 0
     model = load(output)
     assert isinstance(model, BayesianPoissonMixture)
-    assert (model.weights_ > 0.01).sum() == 3
+    assert model.weight_concentration_prior_type == "dirichlet_process"
+    assert model.weight_concentration_prior_ == 0.01
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-12 * np.abs(model.lower_bounds_[1:]))
+    code = main(["fit", str(path), "--family", "grouped-gaussian", "--prior", "dirichlet"])
+    assert code == 2
+    assert "applies to --family gaussian, bernoulli" in capsys.readouterr().err
