@@ -16,8 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from streamem import (
     BayesianBernoulliMixture,
-    BayesianGaussianMixture,
     BayesianBinomialMixture,
+    BayesianGaussianMixture,
     BayesianMultinomialMixture,
     BayesianPoissonMixture,
     load,
@@ -349,10 +349,8 @@ def test_command_line_fit_bayesian(tmp_path, capsys):
     path = tmp_path / "x.npy"
     np.save(path, X)
     output = tmp_path / "model.streamem"
-    code = main(
-        ["fit", str(path), "--family", "poisson", "-k", "6", "--bayesian", "-o", str(output)]
-        + ["--weight-concentration", "0.01"]
-    )
+    arguments = ["fit", str(path), "--family", "poisson", "-k", "6", "--bayesian"]
+    code = main([*arguments, "--weight-concentration", "0.01", "-o", str(output)])
     assert code == 0
     model = load(output)
     assert isinstance(model, BayesianPoissonMixture)
