@@ -372,3 +372,23 @@ def test_command_line_fit_bayesian(tmp_path, capsys):
     code = main(["fit", str(path), "--family", "grouped-gaussian", "--prior", "dirichlet"])
     assert code == 2
     assert "applies to --family gaussian, bernoulli" in capsys.readouterr().err
+
+
+def test_model_files_with_bad_posteriors_are_refused():
+    from streamem.io import ModelFileError, check_fitted
+
+    for name, attribute, value, message in [
+        ("poisson", "shape_", lambda v: -v, "shape_ must be positive"),
+        ("poisson", "inverse_scale_prior_", lambda v: v[:2], r"shape \(2,\), expected \(3,\)"),
+        ("categorical", "concentration_", lambda v: v[:, :, :2], "concentration"),
+        ("binomial-trials-column", "failure_concentration_", lambda v: 0 * v, "positive"),
+    ]:
+        model = fitted(name, max_iter=30)
+        check_fitted(model)
+        saved = getattr(model, attribute)
+        try:
+            setattr(model, attribute, value(saved))
+            with pytest.raises(ModelFileError, match=message):
+                check_fitted(model)
+        finally:
+            setattr(model, attribute, saved)
