@@ -183,6 +183,10 @@ def test_numpy_and_dask_agree_whatever_the_chunks(name, weight_prior):
     lazy = da.from_array(X, chunks=chunks)
     theirs = fit(estimator.__class__(**estimator.get_params()), lazy, split_every=2, **options)
     assert_same_model(theirs, ours, 1e-10)
+    # predictions on lazy data are lazy
+    proba = theirs.predict_proba(lazy)
+    assert isinstance(proba, da.Array)
+    assert_close(proba.compute(), ours.predict_proba(X), 1e-9)
 
 
 def test_local_cluster_agrees(cluster_client):
