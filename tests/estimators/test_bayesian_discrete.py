@@ -396,3 +396,28 @@ def test_model_files_with_bad_posteriors_are_refused():
                 check_fitted(model)
         finally:
             setattr(model, attribute, saved)
+
+
+@pytest.mark.parametrize("algorithm", ["batch", "online", "incremental"])
+def test_checkpoint_resumes_exactly(tmp_path, algorithm):
+    """A fit stopped after two iterations continues from its checkpoint to the model and the
+    bounds of an uninterrupted fit."""
+    estimator, X, _ = known_mixture("binomial-trials-column")
+    lazy = da.from_array(X, chunks=(500, X.shape[1]))
+    settings = dict(estimator.get_params(), max_iter=4, tol=0, algorithm=algorithm, batch_size=250)
+    uninterrupted = fit(estimator.__class__(**settings), lazy)
+
+    def stop(iteration):
+        if iteration.n_iter == 2:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "fit.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            estimator.__class__(**{**settings, "checkpoint": str(path), "callback": stop}),
+            lazy,
+        )
+    resumed = fit(estimator.__class__(**{**settings, "checkpoint": str(path)}), lazy)
+    assert_same_model(resumed, uninterrupted, 0)
+    assert resumed.lower_bounds_ == uninterrupted.lower_bounds_
+    assert not path.exists()
