@@ -421,3 +421,19 @@ def test_checkpoint_resumes_exactly(tmp_path, algorithm):
     assert_same_model(resumed, uninterrupted, 0)
     assert resumed.lower_bounds_ == uninterrupted.lower_bounds_
     assert not path.exists()
+
+
+def test_a_zarr_store_fits_as_its_rows(tmp_path):
+    """Out of core: a Zarr store, read chunk by chunk, gives the posterior of its rows."""
+    import zarr
+
+    from streamem import make_discrete_mixture
+
+    truth = make_discrete_mixture(
+        tmp_path / "counts.zarr", 3000, n_features=4, family="poisson", chunk_rows=700
+    )
+    X = np.asarray(zarr.open_group(truth.path, mode="r")["data"][:])
+    options = dict(n_components=4, max_iter=15, tol=0, random_state=0)
+    ours = fit(BayesianPoissonMixture(**options), truth.path)
+    theirs = fit(BayesianPoissonMixture(**options), X)
+    assert_same_model(ours, theirs, 1e-10)
