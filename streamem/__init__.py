@@ -4,7 +4,11 @@ from ._atomic import remove_stale_temporaries
 from .datasets import make_discrete_mixture, make_mixture
 from .drivers import DegenerateComponentWarning, Iteration
 from .estimators import (
+    BayesianBernoulliMixture,
+    BayesianBinomialMixture,
     BayesianGaussianMixture,
+    BayesianMultinomialMixture,
+    BayesianPoissonMixture,
     BernoulliMixture,
     BinomialMixture,
     GaussianMixture,
@@ -19,7 +23,11 @@ from .sources import open_rows, open_zarr
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianBernoulliMixture",
+    "BayesianBinomialMixture",
     "BayesianGaussianMixture",
+    "BayesianMultinomialMixture",
+    "BayesianPoissonMixture",
     "BernoulliMixture",
     "BinomialMixture",
     "DegenerateComponentWarning",

@@ -547,20 +547,21 @@ def _check_output(path: str | None, overwrite: bool) -> None:
 
 
 def _bayesian(args: argparse.Namespace, options: dict[str, Any]) -> tuple[type, dict[str, Any]]:
-    """``fit --prior``: a BayesianGaussianMixture with that weight prior."""
-    from .estimators import BayesianGaussianMixture
+    """``fit --prior``: the family's Bayesian mixture with that weight prior."""
+    from . import estimators
 
     if args.prior is None:
         if args.weight_concentration is not None:
             raise UsageError("--weight-concentration needs --prior (or --bayesian)")
         return _estimator_class(args.family), options
-    if args.family != "gaussian":
-        raise UsageError("--prior (--bayesian) applies to --family gaussian only")
+    if args.family == "grouped-gaussian":
+        families = ", ".join(family for family in ESTIMATORS if family != args.family)
+        raise UsageError(f"--prior (--bayesian) applies to --family {families}")
     kinds = {"dirichlet-process": "dirichlet_process", "dirichlet": "dirichlet_distribution"}
     options["weight_concentration_prior_type"] = kinds[args.prior]
     if args.weight_concentration is not None:
         options["weight_concentration_prior"] = args.weight_concentration
-    return BayesianGaussianMixture, options
+    return getattr(estimators, "Bayesian" + ESTIMATORS[args.family]), options
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -1123,7 +1124,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--prior",
         choices=["dirichlet-process", "dirichlet"],
-        help="a Bayesian Gaussian mixture (variational Bayes) with this prior on the weights: "
+        help="a Bayesian mixture (variational Bayes) with this prior on the weights: "
         "components the data do not need empty themselves, so -k is an upper bound",
     )
     fit.add_argument(

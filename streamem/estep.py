@@ -47,7 +47,7 @@ class EStepResult(NamedTuple):
     n_rows: int
 
 
-def non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
+def non_finite_error(X: np.ndarray, row_offset: int, family: Any = None) -> ValueError:
     finite = np.isfinite(X).all(axis=1) if X.dtype.kind == "f" else np.ones(len(X), bool)
     if finite.all():
         return ValueError(
@@ -61,7 +61,7 @@ def non_finite_error(X: np.ndarray, row_offset: int) -> ValueError:
     return ValueError(
         f"Input contains NaN or infinity: {len(bad)} row(s) in "
         f"{row_range(row_offset, 0, len(X))}, the first at row {row_offset + bad[0]}. "
-        f"Remove or impute those rows before fitting. {nan_hint()}"
+        f"Remove or impute those rows before fitting. {nan_hint(family=family)}"
     )
 
 
@@ -87,7 +87,7 @@ def invalid_block_error(family: Any, block: np.ndarray, problem: str, offset: in
             low = middle
     hint = ""
     if block.dtype.kind == "f" and np.isnan(block[low]).any():
-        hint = f". {nan_hint()}"
+        hint = f". {nan_hint(family=family)}"
     return ValueError(
         f"{problem} in {row_range(offset, 0, len(block))}, the first at row {offset + low}{hint}"
     )
@@ -217,7 +217,7 @@ def chunk_estep(
             if not np.isfinite(log_likelihood).all():
                 if policy != "error" and _has_nan(block):
                     return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
-                raise non_finite_error(block, row_offset + start)
+                raise non_finite_error(block, row_offset + start, models[0].family)
 
     stats = tuple(
         family.finalize(c, s, references[family.feature_key])
@@ -290,7 +290,7 @@ def _rows_error(family: Any, X: np.ndarray, chunk_rows: np.ndarray, row_offset: 
                 "is; remove or replace them)"
             )
     if problem is None or not bad.any():
-        return non_finite_error(filled, row_offset + int(chunk_rows.min()))
+        return non_finite_error(filled, row_offset + int(chunk_rows.min()), family)
     first = row_offset + int(chunk_rows[bad].min())
     return ValueError(f"{problem}; {int(bad.sum())} such row(s), the first at row {first}")
 
@@ -556,7 +556,7 @@ def chunk_log_prob_resp(
         if missing_policy(model.family) == "drop":  # rows with NaN are NaN, on purpose
             bad &= ~np.isnan(X).any(axis=1)
         if bad.any():
-            raise non_finite_error(X, row_offset)
+            raise non_finite_error(X, row_offset, model.family)
     return norm, resp.T
 
 

@@ -579,9 +579,10 @@ def check_fitted(estimator: Any) -> None:
     - the models in ``stepwise_state_`` have ``n_components`` weights on the simplex and
       parameters of the fitted attributes' shapes;
     - a Bayesian mixture's posterior and prior (``weight_concentration_``,
-      ``mean_precision_``, ``degrees_of_freedom_`` and the ``*_prior_`` values) are shaped by
-      ``n_components``, ``n_features_in_`` and ``covariance_type``, and positive (but
-      ``mean_prior_``).
+      ``mean_precision_``, ``degrees_of_freedom_``, the Beta, Gamma and Dirichlet parameters
+      of the discrete ones and the ``*_prior_`` values) are shaped by ``n_components``,
+      ``n_features_in_`` and ``covariance_type`` (or the layout of the counts), and positive
+      (but ``mean_prior_``).
 
     Parameters
     ----------
@@ -625,6 +626,7 @@ def check_fitted(estimator: Any) -> None:
             _VALUE_CHECKS.get(name, _no_check)(name, fitted[name], matrices)
         _check_state(fitted, k)
         _check_posterior(fitted, getattr(estimator, "covariance_type", None), k, d)
+        _check_count_posterior(fitted, shapes["probabilities_"], k, d)
 
 
 def _count(name: str, value: Any, low: int) -> int:
@@ -819,6 +821,25 @@ def _check_posterior(fitted: dict[str, Any], covariance_type: Any, k: int, d: in
             diagonal = np.diagonal(part) if np.ndim(part) == 2 else part
             if np.any(diagonal <= 0):
                 raise ModelFileError(f"{name} must be positive")
+
+
+def _check_count_posterior(
+    fitted: dict[str, Any], probabilities: tuple[int, ...], k: int, d: int
+) -> None:
+    """A Bayesian discrete mixture's posterior and prior arrays: shapes, and positive."""
+    shapes = {
+        "success_concentration_": probabilities,
+        "failure_concentration_": probabilities,
+        "concentration_": probabilities,
+        "shape_": (k, d),
+        "inverse_scale_": (k, d),
+    }
+    shapes |= {f"{name[:-1]}_prior_": shape[1:] for name, shape in shapes.items()}
+    context = f"n_components={k}, n_features_in_={d}"
+    for name in (name for name in shapes if name in fitted):
+        _float_array(name, fitted[name], shapes[name], context)
+        if np.any(fitted[name] <= 0):
+            raise ModelFileError(f"{name} must be positive")
 
 
 # -- predictions to Zarr ---------------------------------------------------------------------

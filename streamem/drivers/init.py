@@ -159,7 +159,7 @@ class InitSample:
             raise ValueError(
                 f"Input contains NaN or infinity: row {where[0]} (and {len(bad) - 1} more "
                 "among the rows sampled to initialise from). Remove or impute those rows "
-                f"before fitting. {nan_hint()}"
+                f"before fitting. {nan_hint(family=family)}"
             )
         if policy == "drop":
             keep = ~incomplete

@@ -257,7 +257,9 @@ def stepwise_chunk(
         except ValueError as exc:
             if order is None or not str(exc).startswith("Input contains NaN"):
                 raise
-            raise non_finite_error(X, row_offset) from None  # rows in the chunk's own order
+            raise non_finite_error(
+                X, row_offset, state.models[0].family
+            ) from None  # rows in the chunk's own order
         state, repairs = update(
             state,
             result,

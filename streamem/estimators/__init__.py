@@ -2,6 +2,12 @@
 
 from ._base import MixtureEstimator, fit_estimators, mixture_of
 from .bayesian import BayesianGaussianMixture
+from .bayesian_discrete import (
+    BayesianBernoulliMixture,
+    BayesianBinomialMixture,
+    BayesianMultinomialMixture,
+    BayesianPoissonMixture,
+)
 from .discrete import (
     BernoulliMixture,
     BinomialMixture,
@@ -12,7 +18,11 @@ from .discrete import (
 from .gaussian import GaussianMixture
 
 __all__ = [
+    "BayesianBernoulliMixture",
+    "BayesianBinomialMixture",
     "BayesianGaussianMixture",
+    "BayesianMultinomialMixture",
+    "BayesianPoissonMixture",
     "BernoulliMixture",
     "BinomialMixture",
     "GaussianMixture",
@@ -27,7 +37,11 @@ __all__ = [
 from ..io import register_loadable  # after the classes: they import io first
 
 register_loadable(
+    BayesianBernoulliMixture,
+    BayesianBinomialMixture,
     BayesianGaussianMixture,
+    BayesianMultinomialMixture,
+    BayesianPoissonMixture,
     BernoulliMixture,
     BinomialMixture,
     GaussianMixture,

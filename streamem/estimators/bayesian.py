@@ -5,36 +5,147 @@ from __future__ import annotations
 
 import numbers
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_array_shape, check_float, check_option
-from ..drivers.common import elbo_penalty
+from ..drivers.common import Settings, elbo_penalty
 from ..engines import Engine
 from ..families._base import Mixture
+from ..families._variational import WEIGHT_PRIOR_TYPES
 from ..families.bayesian_gaussian import (
-    WEIGHT_PRIOR_TYPES,
     BayesianGaussian,
     BayesianGaussianParams,
     GaussianWishartPrior,
 )
-from ..families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
+from ..families.gaussian import COVARIANCE_TYPES
 from ._base import MixtureEstimator
 from ._docs import SHARED_ATTRIBUTES, SHARED_PARAMETERS
 from .gaussian import GaussianMixture
 
 # the weights have no initial values and are always learned (from their prior); missing
-# values are not supported (the variational family has no masked statistics yet)
-_PARAMETERS_DOC = re.sub(
+# entries are refused or their rows dropped (the variational families have no masked
+# statistics), and the bound is the ELBO
+MISSING_DOC = """\
+    missing : {'error', 'drop'}, default='error'
+        What NaN entries mean: refused (``'error'``), or rows with NaN left out of the fit
+        (``'drop'``; their predictions are -1 and NaN). Variational mixtures do not marginalise
+        missing entries: the plain mixtures do (``missing='marginalize'``).
+"""
+BAYESIAN_PARAMETERS_DOC = MISSING_DOC + re.sub(
     r"    (learn_weights|missing) : .*?\n(?=    \w)", "", SHARED_PARAMETERS, flags=re.S
 )
-_ATTRIBUTES_DOC = re.sub(
+BAYESIAN_ATTRIBUTES_DOC = re.sub(
     r"    lower_bound_ : .*?\n(?=    n_features_in_)", "", SHARED_ATTRIBUTES, flags=re.S
 )
 
 
-class BayesianGaussianMixture(MixtureEstimator):
+def share_bayesian_docs(cls: type) -> type:
+    """Fill a Bayesian estimator docstring's ``%(shared_parameters)s`` and
+    ``%(shared_attributes)s``."""
+    cls.__doc__ = cls.__doc__.replace("    %(shared_parameters)s\n", BAYESIAN_PARAMETERS_DOC)
+    cls.__doc__ = cls.__doc__.replace("    %(shared_attributes)s\n", BAYESIAN_ATTRIBUTES_DOC)
+    return cls
+
+
+class BayesianMixture(MixtureEstimator):
+    """What the variational Bayesian mixtures share (not for direct use): Dirichlet(-process)
+    weights always learned from their prior, data-dependent priors set before the fit, the
+    stopping rule on the total ELBO, and stochastic variational inference for online fits."""
+
+    # No weights_init: the weights are always learned, from their prior.
+    learn_weights = True
+    weights_init = None
+
+    def _set_prior(self, engine: Engine) -> None:
+        """Set the ``*_prior_`` attributes (from the parameters, else from the data)."""
+        raise NotImplementedError
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        owner = type(self).__name__
+        if self.missing == "marginalize":
+            raise ValueError(
+                f"{owner}: missing='marginalize' is not available for variational mixtures; "
+                f"use missing='drop' (rows with NaN left out), or "
+                f"{owner.removeprefix('Bayesian')}(missing='marginalize'), whose EM "
+                "marginalises missing entries exactly."
+            )
+        check_option(
+            "weight_concentration_prior_type",
+            self.weight_concentration_prior_type,
+            WEIGHT_PRIOR_TYPES,
+            owner,
+        )
+        if self.weight_concentration_prior is not None:
+            check_float(
+                "weight_concentration_prior",
+                self.weight_concentration_prior,
+                owner,
+                low=0.0,
+                low_open=True,
+            )
+
+    def _prepare(self, engine: Engine, do_init: bool, partial: bool = False) -> None:
+        """Set the prior (data-dependent defaults from one pass, at every ``fit`` as
+        scikit-learn and at the first ``partial_fit``), the row weight the statistics
+        stand for in stochastic variational inference, and the weight ``tol`` is divided by
+        (the total row weight for batch and incremental fits: ``tol`` applies to the change
+        of the total ELBO, as scikit-learn's)."""
+        if do_init or not partial:
+            self.weight_concentration_prior_ = (
+                1.0 / self.n_components
+                if self.weight_concentration_prior is None
+                else float(self.weight_concentration_prior)
+            )
+            self._set_prior(engine)
+        state = getattr(self, "stepwise_state_", None)
+        total = total_weight(engine)
+        if partial:
+            seen = 0.0 if do_init or state is None else state.weight_seen
+            self._data_weight = seen + total
+        else:
+            self._data_weight = total if self.algorithm == "online" else None
+        online = partial or self.algorithm == "online"
+        self._tol_weight = 1.0 if online or total <= 0 else total
+        if state is not None and not do_init:  # continue with this prior and data weight
+            family = self._family()
+            models = tuple(model._replace(family=family) for model in state.models)
+            self.stepwise_state_ = state._replace(models=models)
+
+    def _settings(self, batch_size: int | None = None) -> Settings:
+        settings = super()._settings(batch_size)
+        return replace(settings, tol=self.tol / getattr(self, "_tol_weight", 1.0))
+
+    def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:
+        return model  # no initial parameters: the start is drawn from the data
+
+    def _set_weights(self, model: Mixture) -> None:
+        self.weights_ = model.weights
+        concentration = model.params.weight_concentration
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            self.weight_concentration_ = tuple(concentration)
+        else:
+            self.weight_concentration_ = concentration
+
+    def _weight_concentration(self) -> np.ndarray:
+        return np.asarray(self.weight_concentration_, dtype=np.float64)
+
+    # -- online updates: the bound is the ELBO's estimate ---------------------------------------
+
+    def _update(self, X: Any, sample_weight: Any) -> tuple[float, float]:
+        total, weight = super()._update(X, sample_weight)
+        # the batch's share of KL(q(θ) ‖ p(θ)): its weight over the rows the posterior stands for
+        model = self._get_model()
+        total -= elbo_penalty(model) * weight / max(self._data_weight, np.finfo(float).tiny)
+        self.lower_bound_ = total / weight
+        self.lower_bounds_[-1] = self.lower_bound_
+        return total, weight
+
+
+class BayesianGaussianMixture(BayesianMixture):
     """Variational Bayesian Gaussian mixture, fitted over chunks of rows, in memory or out of
     core, in batch, online (stochastic variational inference) or incrementally.
 
@@ -49,9 +160,11 @@ class BayesianGaussianMixture(MixtureEstimator):
 
     Differences from scikit-learn: ``lower_bound_`` is the exact evidence lower bound (ELBO,
     every constant included, so it is comparable between models) *per unit of row weight*,
-    where scikit-learn's is the total without its constants; ``tol`` applies to it, so
-    convergence does not depend on the size of the data. The data-dependent prior defaults
-    (``mean_prior``, ``covariance_prior``) take one pass over the data, as in scikit-learn.
+    where scikit-learn's is the total without its constants. ``tol`` applies, as
+    scikit-learn's, to the change of the *total* ELBO (``lower_bound_`` times the total row
+    weight), so from the same start both stop at the same iteration. The data-dependent prior
+    defaults (``mean_prior``, ``covariance_prior``) take one pass over the data, as in
+    scikit-learn.
     ``sample_weight`` counts a row as that many copies (also in those defaults).
 
     Parameters
@@ -63,7 +176,10 @@ class BayesianGaussianMixture(MixtureEstimator):
         precision matrix (``full``), all share one (``tied``), or the precision is diagonal
         (``diag``) or a multiple of the identity (``spherical``).
     tol : float, default=1e-3
-        Convergence threshold on the change of the ELBO per unit of row weight.
+        Convergence threshold on the change of the total ELBO between iterations (batch) or
+        passes (incremental), as scikit-learn's: the change of ``lower_bound_`` times the
+        total row weight. Online fits compare their per-row estimate of the ELBO from pass
+        to pass with ``tol`` (a noisy estimate cannot resolve ``tol`` over all rows).
     reg_covar : float, default=1e-6
         Non-negative regularisation added to the diagonal of each component's scatter, per
         unit of responsibility.
@@ -164,10 +280,6 @@ default='dirichlet_process'
            [8.5 , 4.54]])
     """
 
-    # No weights_init: the weights are always learned, from their prior.
-    learn_weights = True
-    weights_init = None
-
     def __init__(
         self,
         n_components: int = 1,
@@ -250,23 +362,12 @@ default='dirichlet_process'
     def _check_parameters(self) -> None:
         super()._check_parameters()
         owner = type(self).__name__
-        if self.missing == "marginalize":
-            raise ValueError(
-                f"{owner}: missing='marginalize' is not available for variational mixtures; "
-                "use missing='drop' (rows with NaN left out), or GaussianMixture(missing="
-                "'marginalize'), whose EM marginalises missing entries exactly."
-            )
         check_option("covariance_type", self.covariance_type, COVARIANCE_TYPES, owner)
         check_float("reg_covar", self.reg_covar, owner, low=0.0)
-        check_option(
-            "weight_concentration_prior_type",
-            self.weight_concentration_prior_type,
-            WEIGHT_PRIOR_TYPES,
-            owner,
-        )
-        for name in ("weight_concentration_prior", "mean_precision_prior"):
-            if getattr(self, name) is not None:
-                check_float(name, getattr(self, name), owner, low=0.0, low_open=True)
+        if self.mean_precision_prior is not None:
+            check_float(
+                "mean_precision_prior", self.mean_precision_prior, owner, low=0.0, low_open=True
+            )
         if self.degrees_of_freedom_prior is not None:
             check_float(
                 "degrees_of_freedom_prior",
@@ -284,23 +385,6 @@ default='dirichlet_process'
 
     # -- the prior, from the parameters and the data --------------------------------------------
 
-    def _prepare(self, engine: Engine, do_init: bool, partial: bool = False) -> None:
-        """Set the prior (data-dependent defaults from one pass, at every ``fit`` as
-        scikit-learn and at the first ``partial_fit``), and the row weight the statistics
-        stand for in stochastic variational inference."""
-        if do_init or not partial:
-            self._set_prior(engine)
-        state = getattr(self, "stepwise_state_", None)
-        if partial:
-            seen = 0.0 if do_init or state is None else state.weight_seen
-            self._data_weight = seen + _total_weight(engine)
-        else:
-            self._data_weight = _total_weight(engine) if self.algorithm == "online" else None
-        if state is not None and not do_init:  # continue with this prior and data weight
-            family = self._family()
-            models = tuple(model._replace(family=family) for model in state.models)
-            self.stepwise_state_ = state._replace(models=models)
-
     def _set_prior(self, engine: Engine) -> None:
         owner = type(self).__name__
         d = engine.n_features
@@ -308,11 +392,6 @@ default='dirichlet_process'
         moments = None
         if self.mean_prior is None or self.covariance_prior is None:
             moments = _data_moments(engine, kind, getattr(self, "missing", "error"))
-        self.weight_concentration_prior_ = (
-            1.0 / self.n_components
-            if self.weight_concentration_prior is None
-            else float(self.weight_concentration_prior)
-        )
         self.mean_precision_prior_ = (
             1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
         )
@@ -361,16 +440,9 @@ default='dirichlet_process'
             getattr(self, "missing", "error"),
         )
 
-    def _apply_initial_parameters(self, model: Mixture | None, n_features: int) -> Mixture:
-        return model  # no initial parameters: the start is drawn from the data
-
     def _set_model(self, model: Mixture) -> None:
         params = model.params
-        self.weights_ = model.weights
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            self.weight_concentration_ = tuple(params.weight_concentration)
-        else:
-            self.weight_concentration_ = params.weight_concentration
+        self._set_weights(model)
         self.mean_precision_ = params.mean_precision
         self.means_ = params.means
         if self.covariance_type == "tied":
@@ -390,7 +462,7 @@ default='dirichlet_process'
     def _get_model(self) -> Mixture:
         k = len(self.weights_)
         params = BayesianGaussianParams(
-            np.asarray(self.weight_concentration_, dtype=np.float64),
+            self._weight_concentration(),
             np.asarray(self.mean_precision_, dtype=np.float64),
             np.asarray(self.means_, dtype=np.float64),
             np.broadcast_to(np.asarray(self.degrees_of_freedom_, dtype=np.float64), (k,)).copy(),
@@ -399,24 +471,11 @@ default='dirichlet_process'
         )
         return Mixture(self._family(), np.asarray(self.weights_, dtype=np.float64), params)
 
-    # -- online updates: the bound is the ELBO's estimate ---------------------------------------
 
-    def _update(self, X: Any, sample_weight: Any) -> tuple[float, float]:
-        total, weight = super()._update(X, sample_weight)
-        # the batch's share of KL(q(θ) ‖ p(θ)): its weight over the rows the posterior stands for
-        model = self._get_model()
-        total -= elbo_penalty(model) * weight / max(self._data_weight, np.finfo(float).tiny)
-        self.lower_bound_ = total / weight
-        self.lower_bounds_[-1] = self.lower_bound_
-        return total, weight
+share_bayesian_docs(BayesianGaussianMixture)
 
 
-BayesianGaussianMixture.__doc__ = BayesianGaussianMixture.__doc__.replace(
-    "    %(shared_parameters)s\n", _PARAMETERS_DOC
-).replace("    %(shared_attributes)s\n", _ATTRIBUTES_DOC)
-
-
-def _total_weight(engine: Engine) -> float:
+def total_weight(engine: Engine) -> float:
     """The total row weight of an engine's data."""
     weights = getattr(engine, "sample_weight", None)
     return float(engine.n_rows) if weights is None else float(weights.sum())
@@ -429,14 +488,17 @@ def _data_moments(
     diagonal) of the data, in one pass: the E-step of a one-component model (of the rows
     without NaN, with ``missing='drop'``)."""
     d = engine.n_features
-    if covariance_type in ("full", "tied"):
-        family, shape = Gaussian("full", missing=missing), (1, d, d)
-        spread = np.eye(d)[None]
-    else:
-        family, shape = Gaussian("diag", missing=missing), (1, d)
-        spread = np.ones(shape)
-    model = Mixture(family, np.ones(1), GaussianParams(np.zeros((1, d)), spread, spread))
-    stats = engine.estep((model,)).stats[0]
+    # the variational family (its statistics are the Gaussian's), so that errors about the
+    # data offer what the variational mixtures accept
+    kind = "full" if covariance_type in ("full", "tied") else "diag"
+    spread = np.eye(d)[None] if kind == "full" else np.ones((1, d))
+    prior = GaussianWishartPrior(1.0, 1.0, np.zeros(d), float(d), spread[0])
+    family = BayesianGaussian(prior, kind, 0.0, "dirichlet_distribution", None, missing)
+    ones = np.ones(1)
+    params = BayesianGaussianParams(
+        ones, ones, np.zeros((1, d)), np.full(1, d + 1.0), spread, spread
+    )
+    stats = engine.estep((Mixture(family, ones, params),)).stats[0]
     return float(stats.counts[0]), stats.means[0], stats.scatter[0]
 
 

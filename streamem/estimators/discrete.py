@@ -416,21 +416,7 @@ class BinomialMixture(_CountsMixture):
         check_int("n_trials", self.n_trials, 1, type(self).__name__)
 
     def _check_initial_parameters(self, n_features: int) -> None:
-        column = self.trials_column
-        if column is not None:
-            owner = type(self).__name__
-            if isinstance(column, bool | np.bool_) or not isinstance(column, int | np.integer):
-                raise ValueError(f"{owner}: trials_column must be None or an int, got {column!r}.")
-            if not -n_features <= column < n_features:
-                raise ValueError(
-                    f"{owner}: trials_column={column} is not a column of X, which has "
-                    f"{n_features} column(s)."
-                )
-            if n_features < 2:
-                raise ValueError(
-                    f"{owner}: with trials_column, X needs at least one column of successes "
-                    "besides the trials column."
-                )
+        check_trials_column(self.trials_column, n_features, type(self).__name__)
         super()._check_initial_parameters(n_features)
 
     def _shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
@@ -595,16 +581,7 @@ class MultinomialMixture(_CountsMixture):
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
-        owner = type(self).__name__
-        if self.n_categories is not None:
-            check_int("n_categories", self.n_categories, 2, owner)
-            if self.n_trials is not None:
-                raise ValueError(
-                    f"{owner}: n_trials applies to count vectors only; leave it None with "
-                    "n_categories (each categorical column is one draw)."
-                )
-        if self.n_trials is not None:
-            check_int("n_trials", self.n_trials, 1, owner)
+        check_multinomial_layout(self.n_categories, self.n_trials, type(self).__name__)
 
     def _shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
         shape = (self.n_components, n_features)
@@ -897,3 +874,35 @@ class GroupedGaussianMixture(_ParamsMixture):
     def _check_values(self, name: str, values: np.ndarray) -> None:
         if name == "variances" and np.any(values <= 0):
             raise ValueError(f"{type(self).__name__}: variances_init must be positive.")
+
+
+def check_trials_column(column: Any, n_features: int, owner: str) -> None:
+    """Refuse a ``trials_column`` that is not a column of data with ``n_features`` columns
+    (or leaves no column of successes)."""
+    if column is None:
+        return
+    if isinstance(column, bool | np.bool_) or not isinstance(column, int | np.integer):
+        raise ValueError(f"{owner}: trials_column must be None or an int, got {column!r}.")
+    if not -n_features <= column < n_features:
+        raise ValueError(
+            f"{owner}: trials_column={column} is not a column of X, which has "
+            f"{n_features} column(s)."
+        )
+    if n_features < 2:
+        raise ValueError(
+            f"{owner}: with trials_column, X needs at least one column of successes "
+            "besides the trials column."
+        )
+
+
+def check_multinomial_layout(n_categories: Any, n_trials: Any, owner: str) -> None:
+    """Refuse ``n_categories`` and ``n_trials`` out of range, or given together."""
+    if n_categories is not None:
+        check_int("n_categories", n_categories, 2, owner)
+        if n_trials is not None:
+            raise ValueError(
+                f"{owner}: n_trials applies to count vectors only; leave it None with "
+                "n_categories (each categorical column is one draw)."
+            )
+    if n_trials is not None:
+        check_int("n_trials", n_trials, 1, owner)

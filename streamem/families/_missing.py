@@ -65,9 +65,15 @@ def missing_policy(family: Any) -> str:
     return getattr(family, "missing", "error")
 
 
-def nan_hint(owner: str = "") -> str:
-    """The sentence of NaN errors that names the parameter accepting them."""
+def nan_hint(owner: str = "", family: Any = None) -> str:
+    """The sentence of NaN errors that names the parameter accepting them (only
+    ``missing='drop'`` for a ``family`` that cannot marginalise)."""
     who = f"{owner}(missing=...)" if owner else "the estimator's `missing` parameter"
+    if family is not None and not supports_missing(family):
+        return (
+            f"To fit data with missing entries set missing='drop' ({who}: rows with NaN "
+            "are left out)."
+        )
     return (
         f"To fit data with missing entries set missing='marginalize' ({who}: NaN is then "
         "missing at random and marginalised exactly) or missing='drop' (rows with NaN are "

@@ -43,9 +43,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import betaln, digamma, gammaln
+from scipy.special import digamma, gammaln
 
+from . import _variational
 from ._base import COUNT_EPS
+from ._variational import WEIGHT_PRIOR_TYPES
 from .gaussian import (
     COVARIANCE_TYPES,
     Gaussian,
@@ -54,7 +56,6 @@ from .gaussian import (
     precision_cholesky,
 )
 
-WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 LOG_PI = np.log(np.pi)
 LOG_2 = np.log(2.0)
 
@@ -194,27 +195,15 @@ class BayesianGaussian:
 
     def expected_log_weights(self, params: BayesianGaussianParams) -> np.ndarray:
         """``E[log π_k]`` under the posterior of the weights (K,)."""
-        concentration = params.weight_concentration
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = concentration
-            digamma_sum = digamma(a + b)
-            log_stick = digamma(a) - digamma_sum
-            log_rest = digamma(b) - digamma_sum
-            return log_stick + np.concatenate([[0.0], np.cumsum(log_rest)[:-1]])
-        return digamma(concentration) - digamma(concentration.sum())
+        return _variational.expected_log_weights(
+            params.weight_concentration, self.weight_concentration_prior_type
+        )
 
     def mixture_weights(self, params: BayesianGaussianParams) -> np.ndarray:
         """Posterior means of the weights, normalised (scikit-learn's ``weights_``)."""
-        concentration = params.weight_concentration
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = concentration
-            total = a + b
-            weights = a / total * np.concatenate([[1.0], np.cumprod(b / total)[:-1]])
-        else:
-            weights = concentration.copy()
-        weights = weights / weights.sum()
-        # a weight that underflowed would make log w − log w undefined in the coefficients
-        return np.maximum(weights, np.finfo(np.float64).tiny)
+        return _variational.posterior_mean_weights(
+            params.weight_concentration, self.weight_concentration_prior_type
+        )
 
     def elbo_penalty(self, params: BayesianGaussianParams) -> float:
         """What the ELBO subtracts from ``E_q[log p(X, Z | θ)] + H(q(Z))`` (both of which the
@@ -249,26 +238,11 @@ class BayesianGaussian:
         return float(self._weights_kl(params) - elbo.sum() + regularisation)
 
     def _weights_kl(self, params: BayesianGaussianParams) -> float:
-        alpha0 = self.prior.weight_concentration
-        concentration = params.weight_concentration
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = concentration
-            digamma_sum = digamma(a + b)
-            elbo = (
-                betaln(a, b)
-                - betaln(1.0, alpha0)
-                - (a - 1.0) * (digamma(a) - digamma_sum)
-                + (alpha0 - b) * (digamma(b) - digamma_sum)
-            )
-            return float(-elbo.sum())
-        k = concentration.shape[0]
-        expected = digamma(concentration) - digamma(concentration.sum())
-        elbo = (
-            _log_dirichlet_normaliser(np.full(k, alpha0))
-            - _log_dirichlet_normaliser(concentration)
-            + ((alpha0 - concentration) * expected).sum()
+        return _variational.weights_kl(
+            params.weight_concentration,
+            self.prior.weight_concentration,
+            self.weight_concentration_prior_type,
         )
-        return float(-elbo)
 
     # -- M-step: the conjugate update ---------------------------------------------------------
 
@@ -327,11 +301,9 @@ class BayesianGaussian:
         return params, notes
 
     def _weight_concentration(self, nk: np.ndarray) -> np.ndarray:
-        alpha0 = self.prior.weight_concentration
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            rest = np.concatenate([np.cumsum(nk[::-1])[-2::-1], [0.0]])  # Σ_{j>k} N_j
-            return np.stack([1.0 + nk, alpha0 + rest])
-        return alpha0 + nk
+        return _variational.weight_concentration(
+            nk, self.prior.weight_concentration, self.weight_concentration_prior_type
+        )
 
     def expected_log_prob(
         self, stats: GaussianStats, params: BayesianGaussianParams
@@ -390,10 +362,6 @@ def _log_wishart_normaliser(log_det_w: np.ndarray, nu: np.ndarray, d: int) -> np
         - 0.25 * d * (d - 1) * LOG_PI
         - gammaln(0.5 * (np.asarray(nu) - np.arange(d)[:, None])).sum(axis=0)
     )
-
-
-def _log_dirichlet_normaliser(concentration: np.ndarray) -> float:
-    return float(gammaln(concentration.sum()) - gammaln(concentration).sum())
 
 
 def _log_det_prior_covariance(kind: str, covariance: np.ndarray | float, d: int) -> float:

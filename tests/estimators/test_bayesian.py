@@ -110,6 +110,38 @@ def test_same_model_as_sklearn(kind, weight_prior, max_iter):
     assert_close(rows, their_rows, 1e-6)
 
 
+# scikit-learn needs seconds to converge with 'full' and 'diag' (100 to 500 iterations)
+STOPPING_KINDS = [
+    pytest.param("full", marks=pytest.mark.slow),
+    "tied",
+    pytest.param("diag", marks=pytest.mark.slow),
+    "spherical",
+]
+
+
+@pytest.mark.parametrize("weight_prior", WEIGHT_PRIOR_TYPES)
+@pytest.mark.parametrize("kind", STOPPING_KINDS)
+def test_default_tol_stops_where_sklearn_stops(kind, weight_prior):
+    """With the default tol (applied, as scikit-learn's, to the change of the total ELBO),
+    both converge at the same iteration from the same start, although ``lower_bound_``
+    stays per row."""
+    X = data()
+    settings = dict(
+        n_components=5,
+        covariance_type=kind,
+        weight_concentration_prior_type=weight_prior,
+        max_iter=1000,
+        random_state=0,
+    )
+    theirs = SklearnBayesianGaussianMixture(**settings).fit(X)
+    ours = BayesianGaussianMixture(**settings).fit(X)
+    assert theirs.converged_ and ours.converged_
+    assert ours.n_iter_ == theirs.n_iter_ > 2
+    changes = np.diff(ours.lower_bounds_) * len(X)
+    assert abs(changes[-1]) < 1e-3 <= abs(changes[-2])
+    assert_same_fit(ours, theirs, 1e-6)
+
+
 @pytest.mark.parametrize("max_iter", ITERATIONS)
 @pytest.mark.parametrize("weight_prior", WEIGHT_PRIOR_TYPES)
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)

@@ -24,6 +24,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from streamem.families._base import stats_from_responsibilities
+from streamem.families.bayesian_discrete import (
+    BayesianBernoulli,
+    BayesianBinomial,
+    BayesianMultinomial,
+    BayesianPoisson,
+    BetaPrior,
+    DirichletPrior,
+    GammaPrior,
+)
 from streamem.families.bernoulli import Bernoulli
 from streamem.families.binomial import Binomial
 from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian
@@ -74,6 +83,20 @@ CASES = {
     "categorical": Case(Multinomial(4), rows(st.integers(0, 3), 3)),
     "poisson": Case(Poisson(), rows(st.integers(0, 30), 4)),
     "grouped-gaussian": Case(GroupedGaussian(), rows(REALS, 6, np.float64), 1e-9),
+    # the variational families keep their plain family's statistics
+    "bayesian-bernoulli": Case(
+        BayesianBernoulli(BetaPrior(1.0, 1.0, 1.0)), rows(st.integers(0, 1), 5)
+    ),
+    "bayesian-binomial-trials-column": Case(
+        BayesianBinomial(BetaPrior(1.0, 1.0, 1.0), trials_column=1),
+        rows(st.integers(0, 11), 3, fix=with_trials_in_column_1),
+    ),
+    "bayesian-categorical": Case(
+        BayesianMultinomial(DirichletPrior(1.0, 1.0), 4), rows(st.integers(0, 3), 3)
+    ),
+    "bayesian-poisson": Case(
+        BayesianPoisson(GammaPrior(1.0, 1.0, 1.0)), rows(st.integers(0, 30), 4)
+    ),
 }
 
 
