@@ -811,6 +811,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     figures = {"lower_bound": plotting.plot_lower_bound(model)}
     figures["parameters"] = plotting.plot_parameters(model)
+    figures["weights"] = plotting.plot_weights(model)
     if getattr(model, "update_history_", None) is not None:
         figures["updates"] = plotting.plot_updates(model)
     if args.data and hasattr(model, "covariance_type"):

@@ -265,6 +265,90 @@ def plot_selection(selection: Any, ax: Any = None) -> Any:
     return fig
 
 
+EFFECTIVE_COLOUR, EMPTIED_COLOUR = "C0", "0.7"
+
+
+def plot_weights(
+    model: Any,
+    ax: Any = None,
+    threshold: float = 0.01,
+    names: Sequence[str] | None = None,
+    log: bool = False,
+) -> Any:
+    """The weights of the components, sorted: those that kept data and those that emptied.
+
+    A Dirichlet-process prior (:class:`~streamem.BayesianGaussianMixture`) lets the
+    components the data do not need empty themselves; this shows how many are left. Bars
+    above ``threshold`` (the effective components) are coloured, the others grey; the dashed
+    line is the threshold and each title gives the count. Works for any fitted mixture.
+
+    Parameters
+    ----------
+    model : fitted estimator or Mixture, or a sequence of them
+        Several models are drawn side by side, one panel each, on a shared weight axis.
+    ax : matplotlib Axes or sequence of Axes, optional
+        Where to draw (one per model); a new figure when omitted.
+    threshold : float
+        Weight above which a component counts as effective, in [0, 1).
+    names : sequence of str, optional
+        A title for each panel (default: the estimator's class).
+    log : bool
+        A logarithmic weight axis, to tell the emptied components apart.
+
+    Returns
+    -------
+    matplotlib Figure
+
+    References
+    ----------
+    Blei, D. M. and Jordan, M. I. (2006). Variational inference for Dirichlet process
+    mixtures. Bayesian Analysis 1(1), 121-143.
+    """
+    if not 0 <= threshold < 1:
+        raise ValueError(
+            f"threshold must be a weight in [0, 1), got {threshold!r}; the default 0.01 counts "
+            "components with more than 1% of the data"
+        )
+    models = list(model) if isinstance(model, list | tuple) else [model]
+    if not models:
+        raise ValueError("plot_weights needs at least one fitted model")
+    if names is not None and len(names) != len(models):
+        raise ValueError(f"got {len(names)} names for {len(models)} models; give one per model")
+    if ax is None:
+        fig, axes = _pyplot().subplots(
+            1, len(models), figsize=(4.5 * len(models) + 1.5, 3.5), squeeze=False, sharey=True
+        )
+        axes = list(axes[0])
+    else:
+        axes = list(ax) if isinstance(ax, list | tuple | np.ndarray) else [ax]
+        if len(axes) != len(models):
+            raise ValueError(f"got {len(axes)} axes for {len(models)} models; give one per model")
+        fig = axes[0].figure
+    for i, (one, panel) in enumerate(zip(models, axes, strict=True)):
+        weights = np.asarray(_model(one).weights, dtype=float)
+        order = np.argsort(-weights, kind="stable")
+        effective = weights[order] > threshold
+        colours = np.where(effective, EFFECTIVE_COLOUR, EMPTIED_COLOUR)
+        bars = panel.bar(np.arange(len(order)), weights[order], color=colours, log=log)
+        labels = np.where(effective, "_effective", "_emptied").astype(object)
+        if effective.any():  # one legend entry per kind
+            labels[np.argmax(effective)] = f"effective (> {threshold:g})"
+        if not effective.all():
+            labels[np.argmax(~effective)] = "emptied"
+        for bar, label in zip(bars, labels, strict=True):
+            bar.set_label(label)
+        if threshold > 0:
+            panel.axhline(threshold, color="0.3", ls="--", lw=1, label="threshold")
+        panel.set_xticks(np.arange(len(order)), [str(k) for k in order])
+        panel.set_xlabel("component (by weight)")
+        name = names[i] if names is not None else type(one).__name__
+        panel.set_title(f"{name}: {int(effective.sum())} of {len(weights)} effective")
+        panel.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("weight")
+    axes[0].legend(fontsize="small")
+    return fig
+
+
 def plot_parameters(model: Any, ax: Any = None) -> Any:
     """Each component's parameters as a heatmap: means, probabilities or rates by feature."""
     fig, ax = _axes(ax, figsize=(7, 3.5))

@@ -173,6 +173,7 @@ def test_update_plot_and_checkpoint_flags(store, tmp_path):
     assert {os.path.basename(p) for p in written} == {
         "lower_bound.png",
         "parameters.png",
+        "weights.png",
         "histogram_feature0.png",
         "scatter_features0_2.png",
         "updates.png",  # the model was updated above

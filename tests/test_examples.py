@@ -91,3 +91,21 @@ def test_missing_values():
     out = run("missing_values.py")
     imputed, baseline = numbers(r"impute (\S+), column means (\S+)", out)
     assert imputed < 0.6 * baseline
+
+
+@pytest.mark.slow
+def test_choosing_k(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "choosing_k.py"), str(tmp_path / "k.png")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    # both ways find the four components the store was drawn from, with their weights
+    assert numbers(r"BIC sweep: K = (\d+)", result.stdout) == [4]
+    assert numbers(r"Dirichlet process: K = (\d+) .* converged: True", result.stdout) == [4]
+    true = numbers(r"true weights: (\S+) (\S+) (\S+) (\S+)\n", result.stdout)
+    found = numbers(r"its weights above 1%: (\S+) (\S+) (\S+) (\S+)\n", result.stdout)
+    np.testing.assert_allclose(found, true, atol=0.01)
+    assert (tmp_path / "k.png").stat().st_size > 10_000

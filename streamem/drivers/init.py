@@ -17,13 +17,15 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils.random import sample_without_replacement
 
 from ..engines import Engine, NumpyEngine
-from ..families._base import Family, Mixture, stats_from_responsibilities, updated_weights
+from ..families._base import Family, Mixture, block_rows, updated_weights
 from ..families._missing import masked_reference, missing_policy, nan_hint
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 # Larger values overflow when squared (and summed over features) in float64.
 TOO_LARGE = 1e150
+# Bytes of the sample checked at a time.
+SCAN_BYTES = 2**21
 
 
 def sample_indices(n_rows: int, size: int, rng: np.random.RandomState) -> np.ndarray | None:
@@ -33,50 +35,113 @@ def sample_indices(n_rows: int, size: int, rng: np.random.RandomState) -> np.nda
     return np.sort(sample_without_replacement(n_rows, size, random_state=rng))
 
 
-def initial_responsibilities(
+def initial_statistics(
+    family: Family,
     X: np.ndarray,
     sample_weight: np.ndarray | None,
     n_components: int,
     init_params: str,
     rng: np.random.RandomState,
-) -> np.ndarray:
-    """Responsibilities (n_rows, K) to take the first M-step from, as scikit-learn draws them."""
+) -> Any:
+    """Statistics of ``X`` under the initial responsibilities scikit-learn draws.
+
+    The responsibilities are never an (n_rows, K) array: one-hot starts are label vectors
+    (k-means) or K rows (``'random_from_data'``, ``'k-means++'``), and ``'random'`` draws its
+    uniform numbers block by block from the same stream; the statistics are the same numbers
+    as from the dense array (same blocks, same order of sums).
+    """
     n = X.shape[0]
     if init_params == "kmeans":
-        resp = np.zeros((n, n_components))
         labels = (
             KMeans(n_clusters=n_components, n_init=1, random_state=rng)
             .fit(X, sample_weight=sample_weight)
             .labels_
         )
-        resp[np.arange(n), labels] = 1
-    elif init_params == "random":
-        resp = rng.uniform(size=(n, n_components))
-        resp /= resp.sum(axis=1)[:, np.newaxis]
-    elif init_params == "random_from_data":
-        resp = np.zeros((n, n_components))
+
+        def one_hot(rows: slice) -> np.ndarray:
+            block = np.zeros((len(labels[rows]), n_components))
+            block[np.arange(len(block)), labels[rows]] = 1
+            return block
+
+        return _blocked_statistics(family, X, sample_weight, n_components, one_hot)
+    if init_params == "random":
+
+        def uniform(rows: slice) -> np.ndarray:
+            block = rng.uniform(size=(min(rows.stop, n) - rows.start, n_components))
+            block /= block.sum(axis=1)[:, np.newaxis]
+            return block
+
+        return _blocked_statistics(family, X, sample_weight, n_components, uniform)
+    if init_params == "random_from_data":
         indices = rng.choice(n, size=n_components, replace=False)
-        resp[indices, np.arange(n_components)] = 1
     elif init_params == "k-means++":
-        resp = np.zeros((n, n_components))
         _, indices = kmeans_plusplus(
             X, n_components, random_state=rng, sample_weight=sample_weight
         )
-        resp[indices, np.arange(n_components)] = 1
     else:  # pragma: no cover - validated by the estimators
         raise ValueError(f"unknown init_params {init_params!r}")
-    return resp
-
-
-def model_from_responsibilities(
-    family: Any, X: np.ndarray, sample_weight: np.ndarray | None, resp: np.ndarray
-) -> Mixture:
-    """One M-step from given responsibilities; weights are normalised to sum to one."""
+    # component k is row indices[k] alone: every other product in the sums is an exact zero
+    resp = np.eye(n_components)
     if sample_weight is not None:
-        resp = resp * sample_weight[:, None]
-    stats = stats_from_responsibilities(family, X, resp)
+        resp = resp * sample_weight[indices][:, None]
+    reference = family.reference(X)
+    sums = resp.T @ family.features(X[indices], reference).T
+    return family.finalize(resp.sum(axis=0), sums, reference)
+
+
+def _blocked_statistics(
+    family: Family,
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    n_components: int,
+    responsibilities: Callable[[slice], np.ndarray],
+) -> Any:
+    """:func:`stats_from_responsibilities` with the responsibilities made per block: the
+    same blocks, and the counts summed row after row as NumPy sums an (N, K) array."""
+    reference = family.reference(X)
+    step = block_rows(X.shape[1] ** 2, n_components, X.shape[1])
+    sums = np.zeros((n_components, 0)) @ family.features(X[:0], reference).T
+    counts = np.zeros(n_components)
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, start + step)
+        resp = responsibilities(rows)
+        if sample_weight is not None:
+            resp *= sample_weight[rows, None]
+        sums = sums + resp.T @ family.features(X[rows], reference).T
+        if n_components > 1:
+            counts = np.add.reduce(np.concatenate([counts[None], resp]), axis=0)
+    if n_components == 1:  # every responsibility is one; NumPy sums one column pairwise
+        counts = np.array([float(X.shape[0]) if sample_weight is None else sample_weight.sum()])
+    return family.finalize(counts, sums, reference)
+
+
+def model_from_statistics(family: Family, stats: Any) -> Mixture:
+    """One M-step from the statistics of the initial responsibilities."""
     params, _ = family.m_step(stats)
     return Mixture(family, updated_weights(family, stats, params), params)
+
+
+def _row_blocks(X: np.ndarray) -> list[slice]:
+    """Slices of about ``SCAN_BYTES`` of float64 rows: checks of the sample allocate no
+    temporary of its size."""
+    step = max(1, SCAN_BYTES // (8 * max(X.shape[1], 1)))
+    return [slice(start, start + step) for start in range(0, X.shape[0], step)]
+
+
+def _scan_magnitudes(X: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """The rows of ``X`` holding an infinity, the largest magnitude (NaN ignored) and the
+    first row where it is, one block at a time."""
+    infinite, largest, where = [np.empty(0, dtype=np.intp)], 0.0, 0
+    blocks = _row_blocks(X)
+    buffer = np.empty((blocks[0].stop if blocks else 0, X.shape[1]), dtype=X.dtype)
+    for rows in blocks:
+        magnitudes = np.abs(X[rows], out=buffer[: len(X[rows])])
+        infinite.append(rows.start + np.flatnonzero(np.isinf(magnitudes).any(axis=1)))
+        magnitudes[np.isnan(magnitudes)] = 0.0
+        if magnitudes.size and magnitudes.max() > largest:
+            where = rows.start + int(np.argmax(magnitudes.max(axis=1)))
+            largest = float(magnitudes.max())
+    return np.concatenate(infinite), largest, where
 
 
 class InitSample:
@@ -115,21 +180,16 @@ class InitSample:
                     )
             if rows[0].dtype.kind == "f":
                 # NaN may be a missing value: initial_models decides, knowing the family
-                infinite = np.isinf(rows[0]).any(axis=1)
-                if infinite.any():
-                    bad = np.flatnonzero(infinite)
-                    where = bad if indices is None else indices[bad]
+                infinite, largest, row = _scan_magnitudes(rows[0])
+                if len(infinite):
+                    where = infinite if indices is None else indices[infinite]
                     raise ValueError(
                         f"Input contains infinity: row {where[0]} (and "
-                        f"{len(bad) - 1} more among the rows sampled to initialise from). "
+                        f"{len(infinite) - 1} more among the rows sampled to initialise from). "
                         "Remove or replace those values before fitting (only NaN can be a "
                         "missing value)."
                     )
-                magnitudes = np.abs(rows[0])
-                magnitudes[np.isnan(magnitudes)] = 0.0
-                largest = float(magnitudes.max(initial=0.0))
                 if largest > TOO_LARGE:
-                    row = int(np.argmax(magnitudes.max(axis=1)))
                     where = row if indices is None else int(indices[row])
                     raise ValueError(
                         f"values as large as {largest:.3g} (row {where}) cannot be squared in "
@@ -148,9 +208,9 @@ class InitSample:
         X, w = self()
         if X.dtype.kind != "f":
             return X, w
-        missing = np.isnan(X)
-        if not missing.any():
+        if not any(np.isnan(X[rows]).any() for rows in _row_blocks(X)):
             return X, w
+        missing = np.isnan(X)
         incomplete = missing.any(axis=1)
         policy = missing_policy(family)
         if policy == "error":
@@ -213,7 +273,7 @@ def initial_models(
         model = None
         if needs_data:
             X, w = sample.usable(family, n_components)
-            resp = initial_responsibilities(X, w, n_components, init_params, rng)
-            model = model_from_responsibilities(family, X, w, resp)
+            stats = initial_statistics(family, X, w, n_components, init_params, rng)
+            model = model_from_statistics(family, stats)
         models.append(user_init(model))
     return models
