@@ -312,6 +312,22 @@ def test_restarts_and_k_sweep_share_passes():
     assert selection.best_estimator_.n_components == 2
 
 
+def test_k_sweep_with_drop_counts_the_rows_kept():
+    X = gaps(two_blobs(), 0.1)
+    kept = X[~np.isnan(X).any(axis=1)]
+    assert 0 < len(kept) < 0.8 * len(X)
+    selection = select_n_components(
+        GaussianMixture(missing="drop", random_state=0), X, range(1, 4)
+    )
+    for row, fitted in zip(selection.table, selection.estimators_, strict=True):
+        total = fitted.score_samples(kept).sum()  # the complete rows, nothing else
+        p = row["n_parameters"]
+        assert row["log_likelihood"] == pytest.approx(total, rel=1e-10)
+        assert row["bic"] == pytest.approx(-2 * total + p * np.log(len(kept)), rel=1e-10)
+        assert row["aic"] == pytest.approx(-2 * total + 2 * p, rel=1e-10)
+        assert row["bic"] == pytest.approx(fitted.bic(X), rel=1e-10)
+
+
 def test_partial_fit_online_and_checkpoint(tmp_path):
     X = gaps(two_blobs(2000), 0.3)
     online = GaussianMixture(2, missing="marginalize", batch_size=200, random_state=0)
