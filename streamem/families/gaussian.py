@@ -275,10 +275,7 @@ class Gaussian(MaskedFeatures):
         np.subtract(values.T, reference[:, None], out=centred)  # NaN where missing
         nan = np.isnan(centred)
         np.logical_not(nan, out=F[2 * d :])
-        # NaN → 0 without branches (a masked copy mispredicts on random gaps): AND the bits
-        # with 0 where missing, all ones where observed
-        bits = centred.view(np.int64)
-        np.bitwise_and(bits, (nan.view(np.int8) - np.int8(1)).astype(np.int64), out=bits)
+        _missing.zero_where(centred, nan)
         np.square(centred, out=F[d : 2 * d])
         return F
 
