@@ -756,9 +756,9 @@ def conditional_sums(
     second = np.zeros((k, d, d))
     rows, filled = _filled_single_rows(block, carry, k)
     if len(rows):
-        weighted = resp[:, rows, None] * filled  # (K, n', D)
-        first += weighted.sum(axis=1)
-        second += np.matmul(filled.transpose(0, 2, 1), weighted)
+        r = resp[:, rows]
+        first += np.matmul(r[:, None, :], filled)[:, 0]  # a sum over the rows, by BLAS
+        second += np.matmul(filled.transpose(0, 2, 1), r[:, :, None] * filled)
     flat = np.zeros(k * d * d)
     offsets = (np.arange(k) * d * d)[:, None, None, None]
     for group, c in zip(block.groups, carry, strict=True):
