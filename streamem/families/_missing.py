@@ -365,7 +365,6 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns the order, the number of missing entries of each row and its pattern id (equal ids
     for equal patterns).
     """
-    n_missing = missing.sum(axis=1)
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
     if packed.shape[1] <= 8:  # one integer per pattern: sorting integers is fastest
         padded = np.zeros((packed.shape[0], 8), np.uint8)
@@ -373,9 +372,13 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         keys = padded.view(np.uint64).ravel()
     else:
         keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, pattern = np.unique(keys, return_inverse=True)
+    _, first, pattern = np.unique(keys, return_index=True, return_inverse=True)
     pattern = pattern.ravel()
-    return np.lexsort((pattern, n_missing)), n_missing, pattern
+    # counted per pattern, not per row; then one sort of the rows by (count, pattern)
+    counts = missing[first].sum(axis=1)
+    rank = np.empty(len(first), np.intp)
+    rank[np.lexsort((np.arange(len(first)), counts))] = np.arange(len(first))
+    return np.argsort(rank[pattern], kind="stable"), counts[pattern], pattern
 
 
 def conditional_blocks(
@@ -436,6 +439,11 @@ def conditional_blocks(
         begin = end
 
 
+#: Stacks of at most this many matrices are inverted by LAPACK (their patterns are shared by
+#: many rows: profiles cut at a depth), longer ones vectorised along the stack.
+FEW_MATRICES = 64
+
+
 def spd_inverse(matrices: np.ndarray, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Inverses and log-determinants of a stack of small SPD matrices (..., s, s).
 
@@ -447,6 +455,11 @@ def spd_inverse(matrices: np.ndarray, batch: int | None = None) -> tuple[np.ndar
     """
     shape = matrices.shape[:-2]
     s = matrices.shape[-1]
+    if np.prod(shape) <= FEW_MATRICES:  # too few to vectorise along: LAPACK, one by one
+        L = np.linalg.cholesky(matrices)
+        T = np.linalg.inv(L)
+        log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+        return np.swapaxes(T, -1, -2) @ T, log_det
     A = np.ascontiguousarray(np.moveaxis(matrices.reshape(-1, s, s), 0, -1))  # (s, s, N)
     n = A.shape[-1]
     batch = batch or max(256, (1 << 18) // (s * s))

@@ -420,8 +420,8 @@ def test_chunks_without_nan_take_the_complete_data_kernel_bit_for_bit(covariance
 
 def test_spd_inverse_matches_lapack():
     rng = np.random.default_rng(8)
-    for s in (1, 2, 5, 9):
-        A = rng.normal(size=(3, 70, s, s))
+    for s, n in ((1, 70), (2, 70), (5, 70), (9, 70), (3, 2), (12, 5)):  # n ≤ 21: LAPACK
+        A = rng.normal(size=(3, n, s, s))
         A = A @ A.transpose(0, 1, 3, 2) + s * np.eye(s)
         W, log_det = spd_inverse(A, batch=32)
         np.testing.assert_allclose(W, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
