@@ -29,8 +29,11 @@ Two kinds of families (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
   ``x̂_m = −W g`` and ``log p(x_o) = log p(x̃) + ½ gᵀWg + ½ s log 2π − ½ log|P_mm|``: the
   complete-data kernel at the zero-filled row, corrected by a solve of the size ``s`` of the
   missing set. Rows are sorted by pattern so that rows sharing one share ``W`` (one
-  factorisation per pattern and component, a GEMM per pattern when many rows share it), and
-  rows of rare patterns are solved together, batched along the rows (:func:`spd_inverse`).
+  factorisation per pattern and component). A pattern shared by many rows is solved in the
+  space of its observed entries (:class:`PatternTerms`): their own Gaussian, one GEMM over
+  their expanded features for the log-densities and one for the moments, turned into
+  complete statistics once per run; rows of rare patterns are solved together, batched along
+  the rows (:func:`spd_inverse`).
 
 A row with no observed entry carries no information: its log-likelihood is 0 and it adds
 nothing to the statistics (the kernel sees to that from ``block.empty``).
@@ -53,8 +56,9 @@ import numpy as np
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
 
-#: Rows sharing a missingness pattern are solved with one GEMM per pattern from this many on;
-#: rarer patterns are solved row by row, batched (measured: scripts/bench_missing.py).
+#: Rows sharing a missingness pattern are solved in the space of their observed entries from
+#: this many on (a run of one pattern in a block); rarer patterns are solved row by row,
+#: batched (measured: scripts/bench_missing.py).
 GROUP_MIN_ROWS = 128
 
 LOG_2PI = np.log(2 * np.pi)
@@ -311,7 +315,8 @@ class Slab(NamedTuple):
     missing entries (small batches would spend their time in NumPy's per-call overhead).
 
     ``columns[s]`` (U_s, s) are the missing columns of each pattern; ``cache`` holds, per
-    model, ``{s: (W, log|P_mm|)}`` with ``W`` (K', U_s, s, s).
+    model, ``{s: (W, log|P_mm|)}`` with ``W`` (K', U_s, s, s), and the
+    :class:`PatternTerms` of the frequent patterns by ``(s, index)``.
     """
 
     columns: dict
@@ -323,7 +328,8 @@ class PatternGroup(NamedTuple):
 
     ``pattern`` (n,) is each row's pattern (an index into ``slab.columns[s]``); the rows form
     runs of one pattern, starting at ``starts`` (relative to ``start``), of patterns ``runs``;
-    ``grouped`` are the runs long enough to be solved with a GEMM of their own.
+    ``grouped`` are the runs long enough to be solved in the space of their observed
+    entries, with GEMMs of their own.
     """
 
     start: int
