@@ -57,8 +57,8 @@ import numpy as np
 MISSING_POLICIES = ("error", "marginalize", "drop")
 
 #: Rows sharing a missingness pattern are solved in the space of their observed entries from
-#: this many on (a run of one pattern in a block); rarer patterns are solved row by row,
-#: batched (measured: scripts/bench_missing.py).
+#: this many on (a run of one pattern in a block): below, the pattern's own setup (its
+#: observed-space terms, a few dozen NumPy calls) outweighs the rows' batched solves.
 GROUP_MIN_ROWS = 128
 
 LOG_2PI = np.log(2 * np.pi)
