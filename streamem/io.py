@@ -851,8 +851,20 @@ def _default_name(result: Any) -> str:
     if str(getattr(result, "name", "")).startswith("imputed-"):  # estimator.impute(lazy data)
         return "imputed"
     if result.ndim == 2:
-        return "responsibilities"
+        in_memory = not isinstance(result, da.Array)
+        return "imputed" if in_memory and not _probability_rows(result) else "responsibilities"
     return "labels" if np.dtype(result.dtype).kind in "iu" else "log_likelihood"
+
+
+def _probability_rows(result: Any) -> bool:
+    """Whether every row of an in-memory 2-D result is a probability vector (or NaN, a row
+    left out): responsibilities, not imputed data."""
+    values = np.asarray(result)
+    if values.dtype.kind != "f":
+        return False
+    values = values[~np.isnan(values).all(axis=1)]
+    inside = bool(((values >= 0) & (values <= 1)).all())
+    return inside and bool(np.allclose(values.sum(axis=1), 1.0, rtol=0, atol=1e-6))
 
 
 def to_zarr(
@@ -877,13 +889,15 @@ def to_zarr(
 
     Parameters
     ----------
-    result : ndarray, dask.array.Array or xarray.DataArray
-        For example ``model.predict(store)``.
+    result : ndarray, dask.array.Array, xarray.DataArray or xarray.Dataset
+        For example ``model.predict(store)``; a Dataset (``model.impute(dataset)``) is
+        written whole, each variable under its own name (``name`` is then not used).
     path : str or path-like
         Local path or URL of the store to create (a group holding one array).
     name : str, optional
         Name of the array in the store (default: the DataArray's name, else ``labels``,
-        ``responsibilities`` or ``log_likelihood`` from the shape and dtype).
+        ``responsibilities``, ``imputed`` or ``log_likelihood`` from the shape and dtype; an
+        in-memory 2-D array is ``responsibilities`` if its rows are probability vectors).
     overwrite : bool, default=False
         Replace an existing store (only a Zarr store is ever replaced).
     storage_options : dict, optional
@@ -892,9 +906,9 @@ def to_zarr(
     Returns
     -------
     str
-        ``path/name``, which streamem and Zarr open directly.
+        ``path/name``, which streamem and Zarr open directly (``path`` for a Dataset).
     """
-    name = name or _default_name(result)
+    name = name or ("" if _is_dataset(result) else _default_name(result))
     path = os.fspath(path)
     if "://" in path:
         with remote_atomic_path(path, overwrite=overwrite, storage_options=storage_options) as tmp:
@@ -902,13 +916,26 @@ def to_zarr(
     else:
         with atomic_path(path, overwrite=overwrite, directory=True) as temporary:
             _write_store(result, str(temporary), name, None)
-    return f"{path.rstrip('/')}/{name}"
+    return path if _is_dataset(result) else f"{path.rstrip('/')}/{name}"
+
+
+def _is_dataset(result: Any) -> bool:
+    return type(result).__module__.startswith("xarray.") and hasattr(result, "data_vars")
 
 
 def _write_store(result: Any, url: str, name: str, storage_options: dict[str, Any] | None) -> None:
     """``result`` as the array ``name`` of a new Zarr group at ``url``."""
     import zarr
 
+    if _is_dataset(result):  # impute(Dataset): every variable under its own name
+        result.to_zarr(
+            url,
+            mode="w",
+            consolidated=False,
+            encoding={v: {"compressors": checksummed(result[v].dtype)} for v in result.data_vars},
+            storage_options=storage_options,
+        )
+        return
     codecs = checksummed(np.dtype(result.dtype))
     if type(result).__module__.startswith("xarray."):
         result.to_dataset(name=name).to_zarr(

@@ -114,7 +114,7 @@ def select_n_components(
     engine = fit_estimators(candidates, X, sample_weight, algorithm="batch")
     final = engine.estep(tuple(mixture_of(candidate) for candidate in candidates))
 
-    n = engine.n_rows
+    n = final.n_rows  # the rows the fit used (missing='drop' leaves rows with NaN out)
     table = []
     for candidate, log_likelihood in zip(candidates, final.log_likelihood, strict=True):
         # scaled to the row count, as scikit-learn's bic() is (weights change the mean only)

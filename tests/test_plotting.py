@@ -118,7 +118,6 @@ def pruned(data):
         7,
         weight_concentration_prior=1e-3,
         init_params="random_from_data",
-        tol=1e-6,
         max_iter=300,
         random_state=0,
     ).fit(data)

@@ -48,7 +48,6 @@ with tempfile.TemporaryDirectory() as folder:
             n_components=12,
             weight_concentration_prior=1e-3,
             init_params="random_from_data",
-            tol=1e-6,
             max_iter=500,
             random_state=1,
         ).fit(data)

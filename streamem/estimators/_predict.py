@@ -16,7 +16,7 @@ from ..estep import (
     chunk_score_samples,
     map_rows,
 )
-from ..sources import is_lazy
+from ..sources import Rows, is_lazy
 
 
 class PredictMixin:
@@ -100,9 +100,12 @@ class PredictMixin:
 
         Returns
         -------
-        imputed : ndarray or dask.array.Array of shape (n_samples, n_features)
-            Lazy for lazy input (write it with :func:`streamem.to_zarr`); a DataArray with
-            dimensions (sample, ``feature``) for xarray input.
+        imputed : ndarray, dask.array.Array or xarray object
+            (n_samples, n_features), lazy for lazy input (write it with
+            :func:`streamem.to_zarr`). For xarray input, the input itself with its missing
+            values filled: same dimensions in the same order, coordinates, attributes and
+            name (``'imputed'`` for an unnamed DataArray); for a Dataset, its feature
+            variables filled and the others unchanged.
 
         References
         ----------
@@ -110,9 +113,15 @@ class PredictMixin:
         an EM approach", NIPS 6. R. J. A. Little and D. B. Rubin (2002), *Statistical Analysis
         with Missing Data*, 2nd ed., ch. 11.
         """
-        return self._map_rows(
-            X, chunk_impute, self.n_features_in_, np.float64, "imputed", columns="feature"
-        )
+        check_is_fitted(self)
+        rows = self._rows(X, reset=False)
+        imputed = map_rows(
+            Rows(rows.data, rows.label), chunk_impute, self._get_model(),
+            self.n_features_in_, np.float64, "imputed", columns="feature",
+        )  # fmt: skip
+        if rows.sample_dim is None:
+            return imputed
+        return _filled_like(X, imputed, rows.sample_dim, self.variables)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the rows of ``X`` (computed, also for Dask input).
@@ -228,3 +237,31 @@ class PredictMixin:
 
         check_is_fitted(self)
         save(self, path, overwrite=overwrite, storage_options=storage_options)
+
+
+def _filled_like(X: Any, imputed: Any, sample_dim: str, variables: Any) -> Any:
+    """The xarray input ``X`` with its feature values replaced by the rows ``imputed``
+    (n_samples, n_features), laid out as ``sources.open_rows`` flattened them: each data
+    variable transposed to (``sample_dim``, its other dimensions) and reshaped to rows."""
+    import xarray as xr
+
+    def refill(array: Any, columns: Any) -> Any:
+        features = [d for d in array.dims if d != sample_dim]
+        shape = (array.sizes[sample_dim], *(array.sizes[d] for d in features))
+        values = xr.DataArray(columns.reshape(shape), dims=(sample_dim, *features))
+        filled = array.copy(data=values.transpose(*array.dims).data)
+        filled.encoding = {}  # the source's storage chunks, fill values and codecs
+        return filled
+
+    if isinstance(X, xr.DataArray):
+        out = refill(X, imputed)
+        return out if X.name is not None else out.rename("imputed")
+    names = list(variables) if variables is not None else None
+    if names is None:  # as open_rows chooses them
+        names = [name for name, var in X.data_vars.items() if sample_dim in var.dims]
+    out, start = X.copy(), 0
+    for name in names:
+        width = X[name].size // X.sizes[sample_dim]
+        out[name] = refill(X[name], imputed[:, start : start + width])
+        start += width
+    return out

@@ -29,8 +29,11 @@ Two kinds of families (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
   ``x̂_m = −W g`` and ``log p(x_o) = log p(x̃) + ½ gᵀWg + ½ s log 2π − ½ log|P_mm|``: the
   complete-data kernel at the zero-filled row, corrected by a solve of the size ``s`` of the
   missing set. Rows are sorted by pattern so that rows sharing one share ``W`` (one
-  factorisation per pattern and component, a GEMM per pattern when many rows share it), and
-  rows of rare patterns are solved together, batched along the rows (:func:`spd_inverse`).
+  factorisation per pattern and component). A pattern shared by many rows is solved in the
+  space of its observed entries (:class:`PatternTerms`): their own Gaussian, one GEMM over
+  their expanded features for the log-densities and one for the moments, turned into
+  complete statistics once per run; rows of rare patterns are solved together, batched along
+  the rows (:func:`spd_inverse`).
 
 A row with no observed entry carries no information: its log-likelihood is 0 and it adds
 nothing to the statistics (the kernel sees to that from ``block.empty``).
@@ -53,9 +56,10 @@ import numpy as np
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
 
-#: Rows sharing a missingness pattern are solved with one GEMM per pattern from this many on;
-#: rarer patterns are solved row by row, batched (measured: scripts/bench_missing.py).
-GROUP_MIN_ROWS = 24
+#: Rows sharing a missingness pattern are solved in the space of their observed entries from
+#: this many on (a run of one pattern in a block): below, the pattern's own setup (its
+#: observed-space terms, a few dozen NumPy calls) outweighs the rows' batched solves.
+GROUP_MIN_ROWS = 128
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -93,6 +97,14 @@ def masked_reference(X: np.ndarray, observed: np.ndarray | None = None) -> np.nd
     counts = observed.sum(axis=0)
     sums = np.where(observed, X, 0.0).sum(axis=0, dtype=np.float64)
     return np.divide(sums, counts, out=np.zeros(X.shape[1]), where=counts > 0)
+
+
+def zero_where(values: np.ndarray, mask: np.ndarray) -> None:
+    """Set the float64 ``values`` to 0 where ``mask``, in place and without branches (a
+    masked store mispredicts on random gaps): AND their bits with 0 there, all ones
+    elsewhere."""
+    bits = values.view(np.int64)
+    np.bitwise_and(bits, (mask.view(np.int8) - np.int8(1)).astype(np.int64), out=bits)
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -251,7 +263,8 @@ class MaskedFeatures:
                 np.arange(start, stop),
                 self.masked_features(values, missing, reference),
                 self.masked_base_log_measure(values, missing),
-                missing.all(axis=1),
+                # a reduction over D along long rows: 3× faster than over each row's few
+                np.ascontiguousarray(missing.T).all(axis=0),
                 values,
                 missing,
             )
@@ -308,7 +321,8 @@ class Slab(NamedTuple):
     missing entries (small batches would spend their time in NumPy's per-call overhead).
 
     ``columns[s]`` (U_s, s) are the missing columns of each pattern; ``cache`` holds, per
-    model, ``{s: (W, log|P_mm|)}`` with ``W`` (K', U_s, s, s).
+    model, ``{s: (W, log|P_mm|)}`` with ``W`` (K', U_s, s, s), and the
+    :class:`PatternTerms` of the frequent patterns by ``(s, index)``.
     """
 
     columns: dict
@@ -320,7 +334,8 @@ class PatternGroup(NamedTuple):
 
     ``pattern`` (n,) is each row's pattern (an index into ``slab.columns[s]``); the rows form
     runs of one pattern, starting at ``starts`` (relative to ``start``), of patterns ``runs``;
-    ``grouped`` are the runs long enough to be solved with a GEMM of their own.
+    ``grouped`` are the runs long enough to be solved in the space of their observed
+    entries, with GEMMs of their own.
     """
 
     start: int
@@ -362,7 +377,6 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns the order, the number of missing entries of each row and its pattern id (equal ids
     for equal patterns).
     """
-    n_missing = missing.sum(axis=1)
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
     if packed.shape[1] <= 8:  # one integer per pattern: sorting integers is fastest
         padded = np.zeros((packed.shape[0], 8), np.uint8)
@@ -370,9 +384,13 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         keys = padded.view(np.uint64).ravel()
     else:
         keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, pattern = np.unique(keys, return_inverse=True)
+    _, first, pattern = np.unique(keys, return_index=True, return_inverse=True)
     pattern = pattern.ravel()
-    return np.lexsort((pattern, n_missing)), n_missing, pattern
+    # counted per pattern, not per row; then one sort of the rows by (count, pattern)
+    counts = missing[first].sum(axis=1)
+    rank = np.empty(len(first), np.intp)
+    rank[np.lexsort((np.arange(len(first)), counts))] = np.arange(len(first))
+    return np.argsort(rank[pattern], kind="stable"), counts[pattern], pattern
 
 
 def conditional_blocks(
@@ -410,7 +428,7 @@ def conditional_blocks(
             rows = order[start:stop]
             block_missing = missing[rows]
             centred = X[rows] - reference
-            centred[block_missing] = 0.0
+            zero_where(centred, block_missing)
             block_counts = counts[start:stop]
             block_runs = run_of_row[start - begin : stop - begin]
             groups = []
@@ -433,27 +451,40 @@ def conditional_blocks(
         begin = end
 
 
-def spd_inverse(matrices: np.ndarray, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+#: Stacks of at most this many matrices are inverted by LAPACK (their patterns are shared by
+#: many rows: profiles cut at a depth), longer ones vectorised along the stack.
+FEW_MATRICES = 64
+
+
+def spd_inverse(matrices: np.ndarray, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Inverses and log-determinants of a stack of small SPD matrices (..., s, s).
 
     A Cholesky factorisation, a triangular inversion and ``L⁻ᵀL⁻¹``, each vectorised along
-    cache-sized batches of the stack (one NumPy operation per column and step, over every
-    matrix of the batch): for the many small matrices of missingness patterns this is faster
-    than LAPACK called once per matrix.
+    batches of the stack (one NumPy operation per column and step, over every matrix of the
+    batch, stored matrix-entry-major so that each operation runs along contiguous rows):
+    for the many small matrices of missingness patterns this is faster than LAPACK called
+    once per matrix. ``batch`` matrices at a time (default: about 2 MiB per work array).
     """
     shape = matrices.shape[:-2]
     s = matrices.shape[-1]
-    flat = matrices.reshape(-1, s, s)
-    inverse, log_det = np.empty_like(flat), np.empty(len(flat))
-    for a in range(0, len(flat), batch):
-        inverse[a : a + batch], log_det[a : a + batch] = _spd_inverse(flat[a : a + batch])
-    return inverse.reshape(matrices.shape), log_det.reshape(shape)
-
-
-def _spd_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = matrices.shape[-1]
-    A = np.moveaxis(matrices, 0, -1)  # (s, s, N): long contiguous rows
+    if np.prod(shape) <= FEW_MATRICES:  # too few to vectorise along: LAPACK, one by one
+        L = np.linalg.cholesky(matrices)
+        T = np.linalg.inv(L)
+        log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+        return np.swapaxes(T, -1, -2) @ T, log_det
+    A = np.ascontiguousarray(np.moveaxis(matrices.reshape(-1, s, s), 0, -1))  # (s, s, N)
     n = A.shape[-1]
+    batch = batch or max(256, (1 << 18) // (s * s))
+    inverse, log_det = np.empty_like(A), np.empty(n)
+    for a in range(0, n, batch):
+        inverse[..., a : a + batch], log_det[a : a + batch] = _spd_inverse(A[..., a : a + batch])
+    inverse = np.moveaxis(inverse, -1, 0).reshape(matrices.shape)
+    return inverse, log_det.reshape(shape)
+
+
+def _spd_inverse(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`spd_inverse` of matrices stored (s, s, N)."""
+    s, n = A.shape[0], A.shape[-1]
     L = np.zeros((s, s, n))
     for j in range(s):
         column = A[j:, j].copy()
@@ -477,7 +508,7 @@ def _spd_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             column += T[p, : j + 1] * T[p, j]
         W[: j + 1, j] = column
         W[j, :j] = column[:j]
-    return np.moveaxis(W, -1, 0), log_det
+    return W, log_det
 
 
 class ConditionalCoefficients(NamedTuple):
@@ -502,60 +533,126 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
     return ConditionalCoefficients(log_norm, precisions, stacked, shift, means)
 
 
-def _slab_inverses(slab: Slab, coefficients: Any) -> dict:
-    """``{s: (W, log|P_mm|)}`` for every pattern of a slab under one model (cached)."""
+def _slab_tables(slab: Slab, coefficients: Any) -> tuple[dict, dict]:
+    """``{s: (W, log|P_mm|)}`` for every pattern of a slab under one model, and the
+    observed-space terms of its frequent patterns as they are needed (both cached)."""
     cached = slab.cache.get(id(coefficients))
     if cached is not None and cached[0] is coefficients:
-        return cached[1]
+        return cached[1], cached[2]
     precisions = coefficients.precisions
     table = {
         s: spd_inverse(precisions[:, columns[:, :, None], columns[:, None, :]])
         for s, columns in slab.columns.items()
     }
-    slab.cache[id(coefficients)] = (coefficients, table)
-    return table
+    slab.cache[id(coefficients)] = (coefficients, table, {})
+    return table, slab.cache[id(coefficients)][2]
 
 
-def _solve_group(
+class PatternTerms(NamedTuple):
+    """One missingness pattern under one model, in the space of its observed entries.
+
+    ``x_o`` is Gaussian with precision ``Q = P_oo − P_om W P_mo`` (the Schur complement,
+    ``W = (P_mm)⁻¹``): its log-density is ``A·[x'_o, x'_i x'_j (i ≤ j)] + b``, one GEMM over
+    the rows of the pattern. ``E[x'_m | x_o] = offset + regression x'_o`` (regression
+    ``−W P_mo``), with covariance ``W``.
+    """
+
+    observed: np.ndarray  # (o,) columns
+    missing: np.ndarray  # (s,) columns
+    A: np.ndarray  # (K, o + o(o+1)/2)
+    b: np.ndarray  # (K,)
+    offset: np.ndarray  # (K, s)
+    regression: np.ndarray  # (K, s, o)
+    covariance: np.ndarray  # (K, s, s): W
+    upper: tuple  # the pairs i ≤ j of observed entries
+
+
+def _pattern_terms(
+    coefficients: ConditionalCoefficients, missing: np.ndarray, W: np.ndarray, log_det: np.ndarray
+) -> PatternTerms:
+    """:class:`PatternTerms` from ``W`` (K', s, s) and ``log|P_mm|`` (K',) of the pattern."""
+    precisions, means = coefficients.precisions, coefficients.means
+    k, d = means.shape
+    observed = np.setdiff1d(np.arange(d), missing)
+    s, o = len(missing), len(observed)
+    cross = precisions[:, missing[:, None], observed[None, :]]  # P_mo (K', s, o)
+    regression = -(W @ cross)
+    Q = precisions[:, observed[:, None], observed[None, :]] + cross.transpose(0, 2, 1) @ regression
+    Q = np.broadcast_to(Q, (k, o, o))
+    regression = np.broadcast_to(regression, (k, s, o))
+    mean_o = means[:, observed]
+    linear = np.einsum("kij,kj->ki", Q, mean_o)
+    upper = np.triu_indices(o)
+    quadratic = Q[:, upper[0], upper[1]] * np.where(upper[0] == upper[1], -0.5, -1.0)
+    # ½ log|Q| = log|L| − ½ log|P_mm|: the complete normaliser, marginalised
+    b = (
+        coefficients.log_norm
+        + 0.5 * (s * LOG_2PI - np.broadcast_to(log_det, (k,)))
+        - 0.5 * np.einsum("ki,ki->k", linear, mean_o)
+    )
+    offset = means[:, missing] - np.einsum("kso,ko->ks", regression, mean_o)
+    return PatternTerms(
+        observed,
+        missing,
+        np.concatenate([linear, quadratic], axis=1),
+        b,
+        offset,
+        regression,
+        np.broadcast_to(W, (k, s, s)),
+        upper,
+    )
+
+
+def _observed_features(x: np.ndarray, upper: tuple) -> np.ndarray:
+    """``[x_o, x_i x_j (i ≤ j)]`` feature-major (P_o, n) from the observed entries (n, o)."""
+    o, n = x.shape[1], x.shape[0]
+    F = np.empty((o + len(upper[0]), n))
+    F[:o] = x.T
+    start = o
+    for i in range(o):  # row i of the upper triangle (np.triu_indices order): x_i x_{i:}
+        np.multiply(F[i], F[i:o], out=F[start : start + o - i])
+        start += o - i
+    return F
+
+
+class GroupCarry(NamedTuple):
+    """What :func:`conditional_log_prob` leaves of one :class:`PatternGroup` for the
+    statistics and imputation: the frequent patterns' runs ``(rows, terms, features)``,
+    and for the other rows (``single``, relative to the group's start) ``v = W g_m``
+    (n, K, s) and the slab's ``W`` (K', U, s, s)."""
+
+    runs: list
+    single: np.ndarray
+    v: np.ndarray | None
+    W: np.ndarray
+
+
+def _solve_rows(
     group: PatternGroup,
+    rows: np.ndarray,
     products: np.ndarray,
     shift: np.ndarray,
     columns: np.ndarray,
     W: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, list]:
-    """``v = W g_m`` (n, K, s) and ``g_mᵀ v`` (K, n) for one group of rows, with ``g = P x̃ − P μ'``
-    from ``products`` (n, K, D) = ``P x̃`` and ``shift`` (K, D) = ``P μ'``; ``columns`` and
-    ``W`` (K', U, s, s) are those of the slab's patterns with ``s`` missing entries. Also the
-    runs solved with a GEMM of their own, as ``(rows, columns)``."""
-    k = shift.shape[0]
-    local = products[group.start : group.stop]  # (n, K, D)
-    local = np.broadcast_to(local, (len(local), k, local.shape[2]))  # tied: one precision
-    v = np.empty((len(local), k, group.s))
-    quadratic = np.empty((k, len(local)))
-    single = np.ones(len(group.runs), bool)
-    sizes = np.diff(np.r_[group.starts, group.stop - group.start])
-    runs = []
-    for run in group.grouped:  # many rows share this pattern: one GEMM for them
-        a = group.starts[run]
-        rows = slice(a, a + sizes[run])
-        missing = columns[group.runs[run]]
-        g = local[rows][:, :, missing] - shift[:, missing]  # (n', K, s)
-        v[rows] = np.matmul(g.transpose(1, 0, 2), W[:, group.runs[run]]).transpose(1, 0, 2)
-        quadratic[:, rows] = np.einsum("nks,nks->kn", g, v[rows])
-        single[run] = False
-        runs.append((rows, missing))
-    scattered = np.repeat(single, sizes)
-    if scattered.any():
-        rows = np.flatnonzero(scattered) if not scattered.all() else slice(None)
-        index = columns[group.pattern[rows]]  # (n', s)
-        g = np.take_along_axis(local[rows], index[:, None, :], axis=2)
-        g -= np.take_along_axis(np.broadcast_to(shift, (len(index), *shift.shape)),
-                                index[:, None, :], axis=2)  # fmt: skip
-        Wr = W[:, group.pattern[rows]]  # (K', n', s, s)
-        Wr = np.broadcast_to(Wr, (k, *Wr.shape[1:]))
-        v[rows] = np.einsum("knst,nkt->nks", Wr, g)
-        quadratic[:, rows] = np.einsum("nks,nks->kn", g, v[rows])
-    return v, quadratic, runs
+) -> tuple[np.ndarray, np.ndarray]:
+    """``v = W g_m`` (n', K, s) and ``g_mᵀ v`` (K, n') for rows ``rows`` of a group (relative
+    to its start), with ``g = P x̃ − P μ'`` from ``products`` (n, K', D) = ``P x̃`` and
+    ``shift`` (K, D) = ``P μ'``; ``columns`` and ``W`` (K', U, s, s) are those of the slab's
+    patterns with ``s`` missing entries."""
+    k, d = shift.shape
+    n = len(rows)
+    kp = products.shape[1]
+    index = columns[group.pattern[rows]]  # (n', s)
+    # gathers through flat indices: one pass, no broadcast index arrays
+    at = (group.start + rows)[:, None, None] * (kp * d) + (np.arange(kp) * d)[None, :, None]
+    g = np.take(products, at + index[:, None, :])  # (n', K', s)
+    if kp != k:  # tied: one precision
+        g = np.broadcast_to(g, (n, k, group.s))
+    g = g - np.take(shift, (np.arange(k) * d)[None, :, None] + index[:, None, :])
+    Wr = W[:, group.pattern[rows]]  # (K', n', s, s)
+    Wr = np.broadcast_to(Wr, (k, *Wr.shape[1:]))
+    v = np.einsum("knst,nkt->nks", Wr, g)
+    return v, np.einsum("nks,nks->kn", g, v)
 
 
 def conditional_log_prob(
@@ -563,54 +660,111 @@ def conditional_log_prob(
 ) -> tuple[np.ndarray, list]:
     """``log p_k(x_o)`` (K, b) of a block's rows, and what :func:`conditional_sums` needs.
 
-    With ``z = x̃ − μ'`` (missing entries of ``x̃`` set to 0) and ``g = P z``: the complete-data
-    log-density at ``x̃`` is ``log|L| − D/2 log 2π − ½ zᵀPz``, and marginalising the missing
-    entries adds ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|``.
+    Rows of a frequent pattern: the observed entries' own Gaussian (:class:`PatternTerms`),
+    one GEMM per run of the pattern. Other rows: with ``z = x̃ − μ'`` (missing entries of
+    ``x̃`` set to 0) and ``g = P z``, the complete-data log-density at ``x̃`` is
+    ``log|L| − D/2 log 2π − ½ zᵀPz``, and marginalising the missing entries adds
+    ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|``.
     """
     log_norm, _, stacked, shift, means = coefficients
     x = block.centred
     n, d = x.shape
     k = len(shift)
-    products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
-    # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
-    quadratic = np.einsum("nd,nkd->kn", x, products)
-    if quadratic.shape[0] != k:  # tied: one precision
-        quadratic = np.broadcast_to(quadratic, (k, n))
-    quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
-    log_prob = log_norm[:, None] - 0.5 * quadratic
-    table = _slab_inverses(block.slab, coefficients)
+    table, known = _slab_tables(block.slab, coefficients)
+    log_prob = np.zeros((k, n))
+    if any(len(group.grouped) < len(group.runs) for group in block.groups):
+        products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
+        # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
+        quadratic = np.einsum("nd,nkd->kn", x, products)
+        if quadratic.shape[0] != k:  # tied: one precision
+            quadratic = np.broadcast_to(quadratic, (k, n))
+        quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
+        log_prob = log_norm[:, None] - 0.5 * quadratic
     carry = []
     for group in block.groups:
         W, log_det = table[group.s]
-        v, correction, runs = _solve_group(group, products, shift, block.slab.columns[group.s], W)
-        log_det_rows = np.broadcast_to(log_det, (k, log_det.shape[1]))[:, group.pattern]
-        log_prob[:, group.start : group.stop] += 0.5 * (
-            correction + group.s * LOG_2PI - log_det_rows
-        )
-        carry.append((v, W, runs))
+        columns = block.slab.columns[group.s]
+        sizes = np.diff(np.r_[group.starts, group.stop - group.start])
+        runs = []
+        for run in group.grouped:  # many rows share this pattern
+            a = group.start + group.starts[run]
+            rows = slice(a, a + sizes[run])
+            u = int(group.runs[run])
+            terms = known.get((group.s, u))
+            if terms is None:
+                terms = _pattern_terms(coefficients, columns[u], W[:, u], log_det[:, u])
+                known[(group.s, u)] = terms
+            F = _observed_features(np.take(x[rows], terms.observed, axis=1), terms.upper)
+            log_prob[:, rows] = terms.A @ F + terms.b[:, None]
+            runs.append((rows, terms, F))
+        single = np.ones(len(group.runs), bool)
+        single[group.grouped] = False
+        single = np.flatnonzero(np.repeat(single, sizes))
+        v = None
+        if len(single):
+            v, correction = _solve_rows(group, single, products, shift, columns, W)
+            log_det_rows = np.broadcast_to(log_det, (k, log_det.shape[1]))[
+                :, group.pattern[single]
+            ]
+            log_prob[:, group.start + single] += 0.5 * (
+                correction + group.s * LOG_2PI - log_det_rows
+            )
+        carry.append(GroupCarry(runs, single, v, W))
     log_prob[:, block.empty] = 0.0
     return log_prob, carry
 
 
-def _filled_rows(block: ConditionalBlock, carry: list, k: int) -> np.ndarray:
-    """``E[x' | x_o, k]`` for every row and component, (K, b, D); rows with nothing observed
-    are left at 0 (they carry no information)."""
-    filled = np.repeat(block.centred[None], k, axis=0)
-    for group, (v, _, runs) in zip(block.groups, carry, strict=True):
-        target = filled[:, group.start : group.stop]
-        done = np.zeros(group.stop - group.start, bool)
-        for rows, missing in runs:  # x̂_m = −W g_m
-            target[:, rows][:, :, missing] = -v[rows].transpose(1, 0, 2)
-            done[rows] = True
-        if not done.all():
-            rows = np.flatnonzero(~done)
-            index = block.slab.columns[group.s][group.pattern[rows]]  # (n', s)
-            part = target[:, rows]
-            np.put_along_axis(
-                part, np.broadcast_to(index, (k, *index.shape)), -v[rows].transpose(1, 0, 2), 2
-            )
-            target[:, rows] = part
-    return filled
+def _filled_single_rows(
+    block: ConditionalBlock, carry: list, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows solved one by one (their positions in the block) and ``E[x' | x_o, k]`` for
+    each of them and each component, (K, n', D)."""
+    parts = [group.start + c.single for group, c in zip(block.groups, carry, strict=True)]
+    rows = np.concatenate(parts) if parts else np.zeros(0, np.intp)
+    d = block.centred.shape[1]
+    filled = np.repeat(block.centred[rows][None], k, axis=0)
+    offset = 0
+    for group, c in zip(block.groups, carry, strict=True):
+        n = len(c.single)
+        if n:  # x̂_m = −W g_m
+            index = block.slab.columns[group.s][group.pattern[c.single]]  # (n, s)
+            at = (np.arange(k) * len(rows) * d)[:, None, None] + ((offset + np.arange(n)) * d)[
+                None, :, None
+            ]
+            np.put(filled, at + index[None], -c.v.transpose(1, 0, 2))
+        offset += n
+    return rows, filled
+
+
+def _add_pattern_moments(
+    first: np.ndarray, second: np.ndarray, terms: PatternTerms, F: np.ndarray, r: np.ndarray
+) -> None:
+    """Add ``Σ r E[x' | x_o]`` and ``Σ r E[x'x'ᵀ | x_o]`` of one run of a pattern to
+    ``first`` (K, D) and ``second`` (K, D, D), from the observed entries' moments."""
+    o = len(terms.observed)
+    S = (F @ r.T).T  # (K, P_o)
+    S0 = r.sum(axis=1)
+    S1 = S[:, :o]
+    S2 = np.empty((len(S), o, o))
+    S2[:, terms.upper[0], terms.upper[1]] = S[:, o:]
+    S2[:, terms.upper[1], terms.upper[0]] = S[:, o:]
+    B, a = terms.regression, terms.offset
+    BS1 = np.einsum("kso,ko->ks", B, S1)
+    BS2 = B @ S2
+    observed, missing = terms.observed, terms.missing
+    first[:, observed] += S1
+    first[:, missing] += a * S0[:, None] + BS1
+    cross = a[:, :, None] * S1[:, None, :] + BS2  # (K, s, o)
+    second[:, observed[:, None], observed[None, :]] += S2
+    second[:, missing[:, None], observed[None, :]] += cross
+    second[:, observed[:, None], missing[None, :]] += cross.transpose(0, 2, 1)
+    outer = a[:, :, None] * BS1[:, None, :]
+    second[:, missing[:, None], missing[None, :]] += (
+        S0[:, None, None] * (a[:, :, None] * a[:, None, :] + terms.covariance)
+        + outer
+        + outer.transpose(0, 2, 1)
+        + BS2 @ B.transpose(0, 2, 1)
+    )
 
 
 def conditional_sums(
@@ -623,18 +777,27 @@ def conditional_sums(
     the moments of the filled-in rows plus the conditional covariances ``W``."""
     k = resp.shape[0]
     d = block.centred.shape[1]
-    filled = _filled_rows(block, carry, k)
-    weighted = resp[:, :, None] * filled  # (K, b, D)
-    first = weighted.sum(axis=1)
-    second = np.matmul(filled.transpose(0, 2, 1), weighted)  # (K, D, D)
+    first = np.zeros((k, d))
+    second = np.zeros((k, d, d))
+    rows, filled = _filled_single_rows(block, carry, k)
+    if len(rows):
+        r = resp[:, rows]
+        first += np.matmul(r[:, None, :], filled)[:, 0]  # a sum over the rows, by BLAS
+        second += np.matmul(filled.transpose(0, 2, 1), r[:, :, None] * filled)
     flat = np.zeros(k * d * d)
     offsets = (np.arange(k) * d * d)[:, None, None, None]
-    for group, (_, W, _) in zip(block.groups, carry, strict=True):
+    for group, c in zip(block.groups, carry, strict=True):
+        for run_rows, terms, F in c.runs:
+            _add_pattern_moments(first, second, terms, F, resp[:, run_rows])
+        if not len(c.single):
+            continue
         # Σ_rows r W: responsibilities summed per pattern (rows are sorted by pattern)
-        R = np.add.reduceat(resp[:, group.start : group.stop], group.starts, axis=1)  # (K, U)
-        columns = block.slab.columns[group.s][group.runs]
-        positions = columns[:, :, None] * d + columns[:, None, :]  # (U, s, s)
-        values = R[:, :, None, None] * W[:, group.runs]  # (K, U, s, s)
+        single_runs = np.setdiff1d(np.arange(len(group.runs)), group.grouped)
+        R = np.add.reduceat(resp[:, group.start : group.stop], group.starts, axis=1)
+        R = R[:, single_runs]  # (K, U')
+        columns = block.slab.columns[group.s][group.runs[single_runs]]
+        positions = columns[:, :, None] * d + columns[:, None, :]  # (U', s, s)
+        values = R[:, :, None, None] * c.W[:, group.runs[single_runs]]  # (K, U', s, s)
         flat += np.bincount(
             (positions[None] + offsets).ravel(), values.ravel(), minlength=k * d * d
         )
@@ -652,7 +815,15 @@ def conditional_impute(
 ) -> np.ndarray:
     """The block's rows with missing entries replaced by ``Σ_k r_k E[x_m | x_o, k]``."""
     k = resp.shape[0]
-    filled = _filled_rows(block, carry, k)
+    out = block.centred.copy()
+    rows, filled = _filled_single_rows(block, carry, k)
+    if len(rows):
+        out[rows] = np.einsum("kn,knd->nd", resp[:, rows], filled)
+    for c in carry:
+        for run_rows, terms, F in c.runs:
+            o = len(terms.observed)
+            estimates = terms.offset[:, :, None] + terms.regression @ F[:o]  # (K, s, n)
+            out[run_rows][:, terms.missing] = np.einsum("kn,ksn->ns", resp[:, run_rows], estimates)
     if block.empty.any():  # nothing observed: E[x | k] = μ_k
-        filled[:, block.empty] = coefficients.means[:, None, :]
-    return np.einsum("kn,knd->nd", resp, filled) + reference
+        out[block.empty] = resp[:, block.empty].T @ coefficients.means
+    return out + reference

@@ -271,10 +271,12 @@ class Gaussian(MaskedFeatures):
     ) -> np.ndarray:
         n, d = values.shape
         F = np.empty((3 * d, n))
-        np.subtract(values.T, reference[:, None], out=F[:d])
-        np.copyto(F[:d], 0.0, where=missing.T)
-        np.square(F[:d], out=F[d : 2 * d])
-        np.subtract(1.0, missing.T, out=F[2 * d :])
+        centred = F[:d]
+        np.subtract(values.T, reference[:, None], out=centred)  # NaN where missing
+        nan = np.isnan(centred)
+        np.logical_not(nan, out=F[2 * d :])
+        _missing.zero_where(centred, nan)
+        np.square(centred, out=F[d : 2 * d])
         return F
 
     def masked_base_log_measure(self, values: np.ndarray, missing: np.ndarray) -> None:

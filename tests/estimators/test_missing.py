@@ -275,15 +275,92 @@ def test_impute_beats_column_means_on_held_out_entries(tmp_path):
     np.testing.assert_allclose(zarr.open(path)[:], imputed, rtol=0, atol=1e-10)
 
 
-def test_impute_keeps_xarray_coordinates():
+def test_impute_keeps_xarray_coordinates(tmp_path):
     xr = pytest.importorskip("xarray")
     X = gaps(two_blobs(400), 0.2)
     model = GaussianMixture(2, missing="marginalize", random_state=0).fit(X)
     data = xr.DataArray(X, dims=("time", "band"), coords={"time": np.arange(400) * 10})
     imputed = model.impute(data)
-    assert imputed.dims == ("time", "feature") and imputed.name == "imputed"
+    assert imputed.dims == ("time", "band") and imputed.name == "imputed"
     np.testing.assert_array_equal(imputed["time"], data["time"])
     np.testing.assert_allclose(imputed.values, model.impute(X), rtol=0, atol=1e-10)
+    path = to_zarr(imputed, tmp_path / "unnamed.zarr")
+    assert path.endswith("/imputed")
+
+
+def test_impute_returns_the_input_layout_with_the_sample_dimension_second(tmp_path):
+    """Profiles × depth stored as (depth, profile): the result has the input's dimensions,
+    coordinates, attributes and name, and only its missing values change."""
+    xr = pytest.importorskip("xarray")
+    X = gaps(two_blobs(300), 0.25)
+    model = GaussianMixture(2, missing="marginalize", random_state=0).fit(X)
+    data = xr.DataArray(
+        X.T,
+        dims=("depth", "profile"),
+        coords={
+            "depth": [5.0, 10.0, 20.0],
+            "profile": np.arange(300) + 1000,
+            "lon": ("profile", np.linspace(-30, 30, 300)),
+        },
+        attrs={"units": "degC", "source": "float"},
+        name="temperature",
+    )
+    model.sample_dim = "profile"
+    imputed = model.impute(data)
+    assert isinstance(imputed, xr.DataArray)
+    assert imputed.dims == ("depth", "profile") and imputed.name == "temperature"
+    assert imputed.attrs == data.attrs
+    for name, coord in data.coords.items():
+        assert imputed[name].dims == coord.dims
+        np.testing.assert_array_equal(imputed[name], coord)
+    expected = model.impute(X).T
+    values = imputed.values
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-10)
+    seen = ~np.isnan(X.T)
+    assert np.array_equal(values[seen], X.T[seen]) and not np.isnan(values).any()
+    path = to_zarr(imputed, tmp_path / "filled.zarr")
+    assert path.endswith("/temperature")
+    np.testing.assert_allclose(
+        xr.open_zarr(tmp_path / "filled.zarr", consolidated=False)["temperature"], values
+    )
+    # a Dataset: its feature variables filled in place, other variables untouched
+    dataset = xr.Dataset(
+        {
+            "temperature": data,
+            "salinity": data.isel(depth=[0, 1]) * 0.1 + 30,
+            "station": ("profile", np.arange(300) % 7),
+        }
+    )
+    model.variables = ["temperature", "salinity"]
+    with pytest.raises(ValueError, match="6 features"):
+        model.impute(dataset)  # the model has 3 features, the two variables 6 (aligned)
+    model.variables = ["temperature"]
+    filled = model.impute(dataset)
+    assert isinstance(filled, xr.Dataset) and set(filled) == set(dataset)
+    assert filled["temperature"].dims == ("depth", "profile")
+    np.testing.assert_allclose(filled["temperature"].values, values, rtol=0, atol=1e-12)
+    xr.testing.assert_identical(filled["salinity"], dataset["salinity"])
+    xr.testing.assert_identical(filled["station"], dataset["station"])
+    assert to_zarr(filled, tmp_path / "dataset.zarr") == str(tmp_path / "dataset.zarr")
+    written = xr.open_zarr(tmp_path / "dataset.zarr", consolidated=False)
+    np.testing.assert_allclose(written["temperature"].transpose(*data.dims), values)
+    np.testing.assert_array_equal(written["station"], dataset["station"])
+
+
+def test_to_zarr_names_in_memory_imputed_data_imputed(tmp_path):
+    X = gaps(two_blobs(300), 0.2)
+    model = GaussianMixture(2, missing="marginalize", random_state=0).fit(X)
+    path = to_zarr(model.impute(X), tmp_path / "imputed.zarr")
+    assert path.endswith("/imputed")
+    store = zarr.open(path)
+    assert store.metadata.dimension_names == ("sample", "feature")
+    np.testing.assert_array_equal(store[:], model.impute(X))
+    path = to_zarr(model.predict_proba(X), tmp_path / "proba.zarr")
+    assert path.endswith("/responsibilities")
+    dropping = GaussianMixture(2, missing="drop", random_state=0).fit(X)
+    proba = dropping.predict_proba(X)  # NaN for the rows left out
+    assert np.isnan(proba).any()
+    assert to_zarr(proba, tmp_path / "dropped.zarr").endswith("/responsibilities")
 
 
 @pytest.mark.parametrize("name", ["bernoulli", "poisson", "binomial", "categorical", "grouped"])
@@ -310,6 +387,22 @@ def test_restarts_and_k_sweep_share_passes():
         GaussianMixture(missing="marginalize", random_state=0), X, range(1, 4)
     )
     assert selection.best_estimator_.n_components == 2
+
+
+def test_k_sweep_with_drop_counts_the_rows_kept():
+    X = gaps(two_blobs(), 0.1)
+    kept = X[~np.isnan(X).any(axis=1)]
+    assert 0 < len(kept) < 0.8 * len(X)
+    selection = select_n_components(
+        GaussianMixture(missing="drop", random_state=0), X, range(1, 4)
+    )
+    for row, fitted in zip(selection.table, selection.estimators_, strict=True):
+        total = fitted.score_samples(kept).sum()  # the complete rows, nothing else
+        p = row["n_parameters"]
+        assert row["log_likelihood"] == pytest.approx(total, rel=1e-10)
+        assert row["bic"] == pytest.approx(-2 * total + p * np.log(len(kept)), rel=1e-10)
+        assert row["aic"] == pytest.approx(-2 * total + 2 * p, rel=1e-10)
+        assert row["bic"] == pytest.approx(fitted.bic(X), rel=1e-10)
 
 
 def test_partial_fit_online_and_checkpoint(tmp_path):

@@ -205,6 +205,71 @@ def test_full_and_tied_statistics_use_the_conditional_covariance(covariance_type
     np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_frequent_patterns_take_the_observed_space_and_agree_row_by_row(
+    covariance_type, per_row, monkeypatch
+):
+    """Profiles cut at a depth (each pattern shared by many rows, solved in the space of its
+    observed entries), and the same rows solved one by one: both equal the direct
+    per-row computation, for the statistics, the log-likelihood and the imputed values."""
+    from streamem.families import _missing
+
+    if per_row:
+        monkeypatch.setattr(_missing, "GROUP_MIN_ROWS", 10**9)
+    rng = np.random.default_rng(12)
+    params = gaussian_params(covariance_type, rng)
+    weights = np.array([0.2, 0.3, 0.5])
+    X = rng.normal(size=(1500, D)) * 3 + 10.0
+    depth = rng.integers(0, D + 1, size=len(X))
+    X[np.arange(D)[None, :] >= depth[:, None]] = np.nan  # 0 … D entries observed
+    X[::11, 0] = np.nan  # and some rows missing the first entry too
+    X[5:300:3] = X[5]  # a long run of one pattern, also across blocks
+    blocks = list(conditional_blocks(X[np.isnan(X).any(axis=1)], None, np.zeros(D), 256))
+    grouped = sum(len(group.grouped) for block in blocks for group in block.groups)
+    assert (grouped == 0) == per_row
+    model = Mixture(Gaussian(covariance_type, 0.0, "marginalize"), weights, params)
+    result = chunk_estep(X, None, (model,))
+    stats = result.stats[0]
+    resp, first, second = direct_expected_statistics(X, params, covariance_type, weights)
+    counts = resp.sum(axis=0)
+    means = first / counts[:, None]
+    scatter = second - counts[:, None, None] * means[:, :, None] * means[:, None, :]
+    np.testing.assert_allclose(stats.counts, counts, rtol=1e-11)
+    np.testing.assert_allclose(stats.means, means, rtol=1e-11)
+    expected = scatter if covariance_type == "full" else scatter.sum(axis=0)
+    np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9, atol=1e-9)
+    log_prob = component_log_prob(model.family, params, X)
+    for i in range(0, len(X), 7):
+        seen = ~np.isnan(X[i])
+        for k in range(K):
+            covariance = dense_covariance(covariance_type, params, k)
+            reference = 0.0
+            if seen.any():
+                reference = st.multivariate_normal(
+                    params.means[k][seen], covariance[np.ix_(seen, seen)]
+                ).logpdf(X[i][seen])
+            assert log_prob[i, k] == pytest.approx(reference, abs=1e-10)
+    total = sum(
+        logsumexp(np.log(weights) + log_prob[i]) for i in range(len(X)) if ~np.isnan(X[i]).all()
+    )
+    assert result.log_likelihood[0] == pytest.approx(total, rel=1e-12)
+    imputed = chunk_impute(X, model)
+    for i in range(0, len(X), 5):
+        o = ~np.isnan(X[i])
+        if not o.any():
+            np.testing.assert_allclose(imputed[i], weights @ params.means, rtol=1e-12)
+            continue
+        expected_row = np.zeros(D)
+        for k in range(K):
+            S, mu = dense_covariance(covariance_type, params, k), params.means[k]
+            x = X[i].copy()
+            x[~o] = mu[~o] + S[np.ix_(~o, o)] @ np.linalg.solve(S[np.ix_(o, o)], X[i][o] - mu[o])
+            expected_row += resp[i, k] * x
+        np.testing.assert_allclose(imputed[i], expected_row, rtol=1e-10)
+        assert np.array_equal(imputed[i][o], X[i][o])
+
+
 def single_gaussian_missing_em(X, n_iter=500):
     """The textbook EM for one Gaussian with missing entries (Little & Rubin, ch. 11),
     written directly: fill each row with its conditional mean, add the conditional
@@ -355,8 +420,8 @@ def test_chunks_without_nan_take_the_complete_data_kernel_bit_for_bit(covariance
 
 def test_spd_inverse_matches_lapack():
     rng = np.random.default_rng(8)
-    for s in (1, 2, 5, 9):
-        A = rng.normal(size=(3, 70, s, s))
+    for s, n in ((1, 70), (2, 70), (5, 70), (9, 70), (3, 2), (12, 5)):  # n ≤ 21: LAPACK
+        A = rng.normal(size=(3, n, s, s))
         A = A @ A.transpose(0, 1, 3, 2) + s * np.eye(s)
         W, log_det = spd_inverse(A, batch=32)
         np.testing.assert_allclose(W, np.linalg.inv(A), rtol=1e-9, atol=1e-12)
