@@ -276,8 +276,8 @@ default='dirichlet_process'
     >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [12, 4], [10, 7]])
     >>> bgm = BayesianGaussianMixture(n_components=2, random_state=42).fit(X)
     >>> bgm.means_[np.argsort(bgm.means_[:, 0])].round(2)
-    array([[2.47, 2.28],
-           [8.5 , 4.54]])
+    array([[2.5 , 2.29],
+           [8.46, 4.52]])
     """
 
     def __init__(
