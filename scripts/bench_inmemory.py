@@ -19,8 +19,8 @@ and float32 products, one BLAS thread per core): per model and iteration they mu
 (N, K) responsibilities, ``4 N K P`` flops, with P = D + D(D+1)/2 (full), 2D (diag). "x bound"
 is streamem's seconds per iteration over that bound.
 
-Run: ``python scripts/bench_inmemory.py [--quick] [--bayesian]`` (``--bayesian``: only the
-``BayesianGaussianMixture`` rows)
+Run: ``python scripts/bench_inmemory.py [--quick] [--bayesian] [--rows 0,1]`` (``--bayesian``:
+only the ``BayesianGaussianMixture`` rows; ``--rows``: only those rows of the table)
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--bayesian", action="store_true", help="only BayesianGaussianMixture")
+    parser.add_argument("--rows", help="only these rows of the table, e.g. 0,1 (from 0)")
     args = parser.parse_args()
     scale, repeats = (10, 1) if args.quick else (1, args.repeats)
 
@@ -161,6 +162,8 @@ def main() -> None:
     print("-" * len(header))
     rows = [] if args.bayesian else [(case, GaussianMixture) for case in CASES]
     rows += [(case, BayesianGaussianMixture) for case in BAYESIAN_CASES]
+    if args.rows:
+        rows = [rows[int(i)] for i in args.rows.split(",")]
     for (n, d, k, kind), cls in rows:
         peer = SklearnBayesianGaussianMixture if cls in BAYESIAN else SklearnGaussianMixture
         n //= scale
