@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,10 +15,12 @@ from ..families._base import Mixture
 from ._blas import single_threaded_blas
 from .base import ArrayEngine
 
-# Rows per chunk are chosen so that the pool has a few chunks per thread to balance, and
-# chunks are not so small that Python overhead shows.
+# Rows per chunk are chosen so that the pool has several chunks per thread to balance (the
+# last chunk of a pass leaves the other threads idle while it runs, and a core taken by
+# another process makes its thread's chunks late), and chunks are not so small that Python
+# overhead shows.
 MIN_CHUNK_ROWS = 4096
-CHUNKS_PER_THREAD = 4
+CHUNKS_PER_THREAD = 8
 
 
 def default_threads() -> int:
@@ -73,6 +76,15 @@ class NumpyEngine(ArrayEngine):
         self.bounds = [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
         self.split_every = split_every
         self.progress = progress
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """This engine's threads, started once: starting threads for every pass cost
+        milliseconds per EM iteration."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="streamem-chunk")
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
 
     def _chunk(self, bounds: tuple[int, int], models: tuple[Mixture, ...]) -> EStepResult:
         start, stop = bounds
@@ -101,18 +113,17 @@ class NumpyEngine(ArrayEngine):
         with single_threaded_blas():
             if len(bounds) == 1 or self.n_threads == 1:
                 return [self._chunk(b, models) for b in bounds]
-            with ThreadPoolExecutor(self.n_threads) as pool:
-                results = pool.map(lambda b: self._chunk(b, models), bounds)
-                return list(
-                    tqdm(
-                        results,
-                        total=len(bounds),
-                        desc="chunks",
-                        unit="chunk",
-                        leave=False,
-                        disable=not self.progress,
-                    )
+            results = self._threads().map(lambda b: self._chunk(b, models), bounds)
+            return list(
+                tqdm(
+                    results,
+                    total=len(bounds),
+                    desc="chunks",
+                    unit="chunk",
+                    leave=False,
+                    disable=not self.progress,
                 )
+            )
 
     def estep(self, models: tuple[Mixture, ...]) -> EStepResult:
         """One pass over the data: the merged E-step result of every model."""

@@ -18,9 +18,10 @@ Blocks are laid out feature-major: ``F`` is (P, B) for B rows and log-probabilit
 rather than along a short axis of K values, which NumPy does several times slower.
 
 A family may centre the features on a *reference* point computed per chunk (Gaussians use the
-chunk's column means), which keeps the expanded products free of cancellation for data far
-from the origin; statistics are converted back to a reference-free form at the end of each
-chunk (``finalize``), so chunks with different references merge exactly.
+column means of evenly spaced rows of the chunk), which keeps the expanded products free of
+cancellation for data far from the origin; statistics are converted back to a reference-free
+form at the end of each chunk (``finalize``), so chunks with different references merge
+exactly.
 """
 
 from __future__ import annotations

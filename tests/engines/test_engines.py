@@ -119,3 +119,31 @@ def test_data_never_reaches_the_client(data):
     big = DaskEngine(da.from_array(big_data, chunks=(300, 4))).estep((model,))
     assert big.n_rows == 10 * small.n_rows
     assert sum(a.nbytes for a in big.stats[0]) == sum(a.nbytes for a in small.stats[0])
+
+
+def test_numpy_engine_threads_give_the_same_bits(data):
+    """The result of a pass depends neither on the number of threads nor on earlier passes
+    (the engine keeps its threads from one pass to the next)."""
+    model = GaussianMixture(3, random_state=0, max_iter=0).fit(data)._get_model()
+    reference = NumpyEngine(data, chunk_rows=100, n_threads=1).estep((model,))
+    engine = NumpyEngine(data, chunk_rows=100, n_threads=2)
+    for _ in range(3):
+        result = engine.estep((model,))
+        np.testing.assert_array_equal(result.log_likelihood, reference.log_likelihood)
+        for ours, theirs in zip(result.stats[0], reference.stats[0], strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_numpy_engine_runs_after_a_failed_pass(data):
+    """An error in one chunk reaches the caller with its row, and the engine's threads still
+    run the next pass."""
+    model = GaussianMixture(3, random_state=0, max_iter=0).fit(data)._get_model()
+    bad = data.copy()
+    bad[2345, 1] = np.inf
+    engine = NumpyEngine(bad, chunk_rows=100, n_threads=2)
+    with pytest.raises(ValueError, match="row 2345"):
+        engine.estep((model,))
+    clean = NumpyEngine(data, chunk_rows=100, n_threads=1).estep_chunks((model,), [0, 1, 2])
+    again = engine.estep_chunks((model,), [0, 1, 2])
+    for ours, theirs in zip(again, clean, strict=True):
+        np.testing.assert_array_equal(ours.log_likelihood, theirs.log_likelihood)

@@ -13,6 +13,7 @@ from streamem.estep import component_log_prob
 from streamem.families._base import stats_from_responsibilities
 from streamem.families.gaussian import (
     COVARIANCE_TYPES,
+    REFERENCE_ROWS,
     Gaussian,
     GaussianParams,
     precision_cholesky,
@@ -157,6 +158,34 @@ def test_reference_skips_non_finite_rows_without_warnings():
         X = np.array([[np.nan, 1.0], [2.0, 3.0], [4.0, 5.0]])
         np.testing.assert_array_equal(family.reference(X), [3.0, 4.0])
         np.testing.assert_array_equal(family.reference(np.zeros((0, 2))), [0.0, 0.0])
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_statistics_do_not_depend_on_the_chunk_centre(kind):
+    """A large chunk is centred on the mean of evenly spaced rows; the statistics equal those
+    computed directly about the exact means, also for data far from the origin."""
+    rng = np.random.default_rng(3)
+    n = 3 * REFERENCE_ROWS + 17
+    X = rng.standard_normal((n, 3)) * [1.0, 2.0, 3.0] + [1e6, -2e6, 5.0]
+    family = Gaussian(kind)
+    np.testing.assert_array_equal(family.reference(X), X[::4].mean(axis=0))
+    resp = rng.dirichlet(np.ones(2), n)
+    stats = stats_from_responsibilities(family, X, resp)
+    counts = resp.sum(axis=0)
+    centre = X.mean(axis=0)
+    offsets = resp.T @ (X - centre) / counts[:, None]  # exact means, about the centre
+    np.testing.assert_allclose(stats.counts, counts, rtol=1e-12)
+    np.testing.assert_allclose(stats.means, centre + offsets, rtol=1e-15)
+    scatter = np.array(
+        [(resp[:, k, None] * (X - centre - o)).T @ (X - centre - o) for k, o in enumerate(offsets)]
+    )
+    expected = {
+        "full": scatter,
+        "tied": scatter.sum(axis=0),
+        "diag": np.diagonal(scatter, axis1=1, axis2=2),
+        "spherical": np.trace(scatter, axis1=1, axis2=2),
+    }[kind]
+    np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9)
 
 
 def test_unknown_covariance_type_is_named():
