@@ -254,13 +254,13 @@ class DaskEngine(ArrayEngine):
     def _chunk_holders(self) -> dict[int, tuple[Any, int]] | None:
         """For each chunk, a :class:`ChunkHolder` actor on the worker that holds it and the
         chunk's position there; None unless the rows are persisted on an active
-        ``dask.distributed`` cluster (and unweighted) with every chunk in memory."""
+        ``dask.distributed`` cluster (and unweighted)."""
         if self._holders is not None or self._unheld:
             return self._holders
         if self.sample_weight is not None or _local_threads(self.scheduler):
             return None
         try:
-            from distributed import futures_of, get_client
+            from distributed import futures_of, get_client, wait
 
             client = get_client()
         except (ImportError, ValueError):
@@ -270,9 +270,11 @@ class DaskEngine(ArrayEngine):
         if any(key not in futures for key in keys):
             self._unheld = True  # not persisted: it never will be
             return None
+        # every chunk in memory first (it has to be read anyway), so each has one holder
+        wait([futures[key] for key in keys])
         where = client.who_has([futures[key] for key in keys])
         if any(not where.get(key) for key in keys):
-            return None  # some chunk is being recomputed
+            return None  # a chunk failed: the task path raises its error
         threads = client.nthreads()
         by_worker: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
