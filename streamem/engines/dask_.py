@@ -3,7 +3,9 @@
 The graph of a pass is built from the array's own chunk keys, so the data are read where the
 scheduler runs the tasks (threads here, or the workers of a ``dask.distributed`` cluster) and
 only the small merged statistics come back to the client. Parameters travel as one literal in
-the graph, shared by every chunk task.
+the graph, shared by every chunk task. Incremental EM's small groups of chunks are E-stepped
+without a graph: read ahead on local threads, or by actors on the workers that hold the
+persisted chunks of a cluster.
 """
 
 from __future__ import annotations
