@@ -1,0 +1,115 @@
+"""Incremental EM on a dask.distributed cluster: chunk E-steps by the workers that hold them."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from streamem import GaussianMixture
+from streamem.engines import DaskEngine
+from streamem.families._base import Mixture
+from streamem.families.gaussian import Gaussian, GaussianParams
+
+from ..conftest import make_blobs
+
+distributed = pytest.importorskip("distributed")
+
+
+def a_model(X: np.ndarray, k: int = 3) -> Mixture:
+    """A full-covariance model with means at the first ``k`` rows, unit covariances."""
+    d = X.shape[1]
+    covariances = np.repeat(np.eye(d)[None], k, axis=0)
+    params = GaussianParams(X[:k].copy(), covariances, np.linalg.cholesky(covariances))
+    return Mixture(Gaussian("full", 1e-6), np.full(k, 1 / k), params)
+
+
+def leaves(results) -> list[np.ndarray]:
+    """Every number of a list of E-step results, in order."""
+    out = []
+    for result in results:
+        out += [np.asarray(field) for stats in result.stats for field in stats]
+        out += [np.asarray(result.log_likelihood), np.array([result.weight, result.n_rows])]
+    return out
+
+
+def assert_identical(a, b) -> None:
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture
+def rows():
+    return make_blobs(4000, 3, 3, seed=2)
+
+
+def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows):
+    models = (a_model(rows),)
+    indices = [5, 0, 7, 2]
+    local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, indices)
+    with cluster_client.as_current():
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        with distributed.get_task_stream(cluster_client) as tasks:
+            held = engine.estep_chunks(models, indices)
+            again = engine.estep_chunks(models, [3])
+        computed = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, indices)
+    assert engine._holders is not None and len(engine._holders) == 8
+    # by the actors that hold the chunks: no chunk task went through the scheduler
+    assert not [t for t in tasks.data if "estep" in str(t["key"])], tasks.data
+    assert_identical(held, local)
+    assert_identical(held, computed)
+    assert_identical(
+        again, DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, [3])
+    )
+
+
+def test_lost_chunk_holders_fall_back_to_tasks_with_the_same_results(cluster_client, rows):
+    models = (a_model(rows),)
+    local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, [1, 6])
+    with cluster_client.as_current():
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        assert_identical(engine.estep_chunks(models, [1, 6]), local)
+        cluster_client.cancel(engine._holder_futures)  # the actors are gone
+        assert_identical(engine.estep_chunks(models, [1, 6]), local)
+        assert engine._holders is None  # rebuilt at the next call
+        assert_identical(engine.estep_chunks(models, [1, 6]), local)
+        assert engine._holders is not None
+
+
+def test_weighted_or_unpersisted_rows_go_through_the_scheduler(cluster_client, rows):
+    models = (a_model(rows),)
+    weights = np.linspace(0.5, 2.0, len(rows))
+    local = DaskEngine(da.from_array(rows, chunks=(500, 3)), weights).estep_chunks(models, [4])
+    with cluster_client.as_current():
+        X = da.from_array(rows, chunks=(500, 3))
+        weighted = DaskEngine(X.persist(), weights)
+        lazy = DaskEngine(X)
+        assert_identical(weighted.estep_chunks(models, [4]), local)
+        lazy.estep_chunks(models, [4])
+    assert weighted._holders is None and lazy._holders is None
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_incremental_fit_on_a_cluster_is_the_local_fit_bit_for_bit(
+    cluster_client, rows, covariance_type
+):
+    options = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        algorithm="incremental",
+        random_state=0,
+        tol=0,
+        max_passes=4,
+        chunk_size=400,
+    )
+    X = da.from_array(rows, chunks=(400, 3))
+    with dask.config.set(num_workers=2):  # as many chunks at a time as the cluster's threads
+        local = GaussianMixture(**options).fit(X)
+    with cluster_client.as_current():
+        held = GaussianMixture(persist=True, **options).fit(X)
+        tasks = GaussianMixture(persist=False, **options).fit(X)
+    for fit in (held, tasks):
+        assert fit.lower_bounds_ == local.lower_bounds_
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_array_equal(getattr(fit, name), getattr(local, name))
