@@ -146,11 +146,11 @@ def measure(fit, iterations: int, repeats: int, pid: int | str = "self") -> dict
 # --- the tools (each runs in a worker process) -------------------------------------------------
 
 
-def run_streamem(X, start, kind, iterations, repeats):
-    from streamem import GaussianMixture
+def run_estimator(cls, X, start, kind, iterations, repeats):
+    """A scikit-learn-API ``GaussianMixture`` class (streamem's or scikit-learn's)."""
 
     def fit(max_iter):
-        model = GaussianMixture(
+        model = cls(
             len(start["weights"]),
             covariance_type=kind,
             tol=0,
@@ -173,29 +173,14 @@ def run_streamem(X, start, kind, iterations, repeats):
     return measure(fit, iterations, repeats)
 
 
-def run_sklearn(X, start, kind, iterations, repeats):
-    def fit(max_iter):
-        model = SklearnGaussianMixture(
-            len(start["weights"]),
-            covariance_type=kind,
-            tol=0,
-            max_iter=max_iter,
-            weights_init=start["weights"],
-            means_init=start["means"],
-            precisions_init=np.linalg.inv(start["covariances"])
-            if kind == "full"
-            else 1 / start["covariances"],
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X)
-        return {
-            "weights": model.weights_,
-            "means": model.means_,
-            "covariances": model.covariances_,
-        }
+def run_streamem(X, start, kind, iterations, repeats):
+    from streamem import GaussianMixture
 
-    return measure(fit, iterations, repeats)
+    return run_estimator(GaussianMixture, X, start, kind, iterations, repeats)
+
+
+def run_sklearn(X, start, kind, iterations, repeats):
+    return run_estimator(SklearnGaussianMixture, X, start, kind, iterations, repeats)
 
 
 def run_pomegranate(X, start, kind, iterations, repeats):

@@ -121,7 +121,7 @@ class VariationalCounts:
     data_weight: float | None
     missing: str
 
-    def _check(self) -> None:
+    def __post_init__(self) -> None:
         if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
             raise ValueError(
                 f"weight_concentration_prior_type must be one of {WEIGHT_PRIOR_TYPES}, got "
@@ -305,9 +305,6 @@ class BayesianBernoulli(VariationalCounts):
 
     _params_type = BetaParams
 
-    def __post_init__(self) -> None:
-        self._check()
-
     @property
     def _plain(self) -> Bernoulli:
         return Bernoulli(missing=self.missing)
@@ -356,9 +353,6 @@ class BayesianBinomial(VariationalCounts):
 
     _params_type = BetaParams
 
-    def __post_init__(self) -> None:
-        self._check()
-
     @property
     def _plain(self) -> Binomial:
         return Binomial(self.n_trials, self.trials_column, missing=self.missing)
@@ -405,9 +399,6 @@ class BayesianPoisson(VariationalCounts):
 
     _params_type = GammaParams
 
-    def __post_init__(self) -> None:
-        self._check()
-
     @property
     def _plain(self) -> Poisson:
         return Poisson(missing=self.missing)
@@ -451,9 +442,6 @@ class BayesianMultinomial(VariationalCounts):
     missing: str = "error"
 
     _params_type = DirichletParams
-
-    def __post_init__(self) -> None:
-        self._check()
 
     @property
     def _plain(self) -> Multinomial:
