@@ -378,6 +378,17 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for equal patterns).
     """
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
+    if packed.shape[1] <= 7:  # one integer per row, (count, pattern): one sort
+        padded = np.zeros((packed.shape[0], 8), np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        counts = missing.sum(axis=1, dtype=np.uint8)
+        padded[:, 7] = counts  # the most significant byte (little-endian view)
+        keys = padded.view("<u8").ravel()
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        pattern = np.empty(len(keys), np.intp)
+        pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
+        return order, counts.astype(np.intp), pattern
     if packed.shape[1] <= 8:  # one integer per pattern: sorting integers is fastest
         padded = np.zeros((packed.shape[0], 8), np.uint8)
         padded[:, : packed.shape[1]] = packed
@@ -519,6 +530,11 @@ class ConditionalCoefficients(NamedTuple):
     stacked: np.ndarray  # (D, K'·D): the precisions side by side, for one GEMM
     shift: np.ndarray  # (K, D): P μ' with μ' = μ − c
     means: np.ndarray  # (K, D): μ' (centred means)
+    # the compiled kernels' layout, components last: the precisions interleaved (D, D·K'),
+    # then (D, D, K) and P μ' (D, K), a tied precision repeated K times
+    interleaved: np.ndarray
+    precisions_last: np.ndarray
+    shift_last: np.ndarray
 
 
 def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> ConditionalCoefficients:
@@ -530,19 +546,30 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
     stacked = np.ascontiguousarray(precisions.transpose(1, 0, 2).reshape(d, -1))
     shift = np.einsum("kij,kj->ki", np.broadcast_to(precisions, (k, d, d)), means)
     log_norm = np.broadcast_to(log_det - 0.5 * d * LOG_2PI, (k,)).copy()
-    return ConditionalCoefficients(log_norm, precisions, stacked, shift, means)
+    last = np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k)))
+    return ConditionalCoefficients(
+        log_norm,
+        precisions,
+        stacked,
+        shift,
+        means,
+        np.ascontiguousarray(precisions.transpose(1, 2, 0).reshape(d, -1)),
+        last,
+        np.ascontiguousarray(shift.T),
+    )
 
 
-def _slab_tables(slab: Slab, coefficients: Any) -> tuple[dict, dict]:
-    """``{s: (W, log|P_mm|)}`` for every pattern of a slab under one model, and the
-    observed-space terms of its frequent patterns as they are needed (both cached)."""
+def _slab_tables(slab: Slab, coefficients: Any, every: bool) -> tuple[dict, dict]:
+    """``{s: (W, log|P_mm|)}`` for every pattern of a slab under one model (if ``every``;
+    else empty), and the observed-space terms of its frequent patterns as they are needed
+    (both cached)."""
     cached = slab.cache.get(id(coefficients))
     if cached is not None and cached[0] is coefficients:
         return cached[1], cached[2]
     precisions = coefficients.precisions
     table = {
         s: spd_inverse(precisions[:, columns[:, :, None], columns[:, None, :]])
-        for s, columns in slab.columns.items()
+        for s, columns in (slab.columns.items() if every else ())
     }
     slab.cache[id(coefficients)] = (coefficients, table, {})
     return table, slab.cache[id(coefficients)][2]
@@ -619,12 +646,45 @@ class GroupCarry(NamedTuple):
     """What :func:`conditional_log_prob` leaves of one :class:`PatternGroup` for the
     statistics and imputation: the frequent patterns' runs ``(rows, terms, features)``,
     and for the other rows (``single``, relative to the group's start) ``v = W g_m``
-    (n, K, s) and the slab's ``W`` (K', U, s, s)."""
+    (n, K, s) and the slab's ``W`` (K', U, s, s) — both None when the compiled kernels
+    solve those rows."""
 
     runs: list
     single: np.ndarray
     v: np.ndarray | None
-    W: np.ndarray
+    W: np.ndarray | None
+
+
+class ConditionalCarry(NamedTuple):
+    """What :func:`conditional_log_prob` leaves of a block: one :class:`GroupCarry` per
+    group and, when the compiled kernels solve the rows of rare patterns, those rows
+    (positions in the block), ``E[x' | x_o, k]`` for each (K, n', D), and their patterns'
+    ``W`` (:func:`streamem.families._compiled.conditional_rows`)."""
+
+    groups: list
+    rows: np.ndarray | None = None
+    filled: np.ndarray | None = None
+    patterns: tuple | None = None
+
+
+#: Who solves the rows of rare patterns: ``"numba"`` (the compiled kernels of
+#: :mod:`streamem.families._compiled`), ``"numpy"`` (the reference below), or None: numba
+#: if it can be imported (decided on first use, so that importing streamem does not load it).
+KERNELS: str | None = None
+
+
+def _compiled_kernels() -> Any:
+    """The compiled kernels' module, or None when the NumPy reference is to be used."""
+    global KERNELS
+    if KERNELS is None:
+        from streamem.families import _compiled
+
+        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
+    if KERNELS != "numba":
+        return None
+    from streamem.families import _compiled
+
+    return _compiled
 
 
 def _solve_rows(
@@ -657,32 +717,38 @@ def _solve_rows(
 
 def conditional_log_prob(
     block: ConditionalBlock, coefficients: ConditionalCoefficients
-) -> tuple[np.ndarray, list]:
+) -> tuple[np.ndarray, ConditionalCarry]:
     """``log p_k(x_o)`` (K, b) of a block's rows, and what :func:`conditional_sums` needs.
 
     Rows of a frequent pattern: the observed entries' own Gaussian (:class:`PatternTerms`),
     one GEMM per run of the pattern. Other rows: with ``z = x̃ − μ'`` (missing entries of
     ``x̃`` set to 0) and ``g = P z``, the complete-data log-density at ``x̃`` is
     ``log|L| − D/2 log 2π − ½ zᵀPz``, and marginalising the missing entries adds
-    ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|``.
+    ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|`` (by the compiled kernels when numba is
+    there, else in NumPy).
     """
-    log_norm, _, stacked, shift, means = coefficients
+    log_norm, precisions, stacked, shift, means = coefficients[:5]
     x = block.centred
     n, d = x.shape
     k = len(shift)
-    table, known = _slab_tables(block.slab, coefficients)
+    compiled = _compiled_kernels()
+    table, known = _slab_tables(block.slab, coefficients, every=compiled is None)
     log_prob = np.zeros((k, n))
     if any(len(group.grouped) < len(group.runs) for group in block.groups):
-        products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
+        # P x̃, (n, K', D), or (n, D, K') for the compiled kernels
+        if compiled is not None:
+            products = (x @ coefficients.interleaved).reshape(n, d, -1)
+            quadratic = np.einsum("nd,ndk->kn", x, products)
+        else:
+            products = (x @ stacked).reshape(n, -1, d)
+            quadratic = np.einsum("nd,nkd->kn", x, products)
         # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
-        quadratic = np.einsum("nd,nkd->kn", x, products)
         if quadratic.shape[0] != k:  # tied: one precision
             quadratic = np.broadcast_to(quadratic, (k, n))
         quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
         log_prob = log_norm[:, None] - 0.5 * quadratic
-    carry = []
+    carry, singles = [], []
     for group in block.groups:
-        W, log_det = table[group.s]
         columns = block.slab.columns[group.s]
         sizes = np.diff(np.r_[group.starts, group.stop - group.start])
         runs = []
@@ -692,7 +758,12 @@ def conditional_log_prob(
             u = int(group.runs[run])
             terms = known.get((group.s, u))
             if terms is None:
-                terms = _pattern_terms(coefficients, columns[u], W[:, u], log_det[:, u])
+                if compiled is not None:
+                    c = columns[u]
+                    W_u, log_det_u = spd_inverse(precisions[:, c[:, None], c[None, :]])
+                else:
+                    W_u, log_det_u = table[group.s][0][:, u], table[group.s][1][:, u]
+                terms = _pattern_terms(coefficients, columns[u], W_u, log_det_u)
                 known[(group.s, u)] = terms
             F = _observed_features(np.take(x[rows], terms.observed, axis=1), terms.upper)
             log_prob[:, rows] = terms.A @ F + terms.b[:, None]
@@ -700,8 +771,11 @@ def conditional_log_prob(
         single = np.ones(len(group.runs), bool)
         single[group.grouped] = False
         single = np.flatnonzero(np.repeat(single, sizes))
-        v = None
-        if len(single):
+        v = W = None
+        if len(single) and compiled is not None:
+            singles.append(group.start + single)
+        elif len(single):
+            W, log_det = table[group.s]
             v, correction = _solve_rows(group, single, products, shift, columns, W)
             log_det_rows = np.broadcast_to(log_det, (k, log_det.shape[1]))[
                 :, group.pattern[single]
@@ -710,15 +784,27 @@ def conditional_log_prob(
                 correction + group.s * LOG_2PI - log_det_rows
             )
         carry.append(GroupCarry(runs, single, v, W))
+    result = ConditionalCarry(carry)
+    if singles:
+        rows = np.concatenate(singles)
+        ps = products[rows]
+        if ps.shape[2] != k:  # tied: one precision
+            ps = np.repeat(ps, k, axis=2)
+        missing = block.missing[rows]
+        terms, filled, *patterns = compiled.conditional_rows(
+            x[rows], missing, ps, coefficients.shift_last, coefficients.precisions_last
+        )
+        log_prob[:, rows] += 0.5 * terms
+        result = ConditionalCarry(carry, rows, filled, (missing, *patterns))
     log_prob[:, block.empty] = 0.0
-    return log_prob, carry
+    return log_prob, result
 
 
 def _filled_single_rows(
     block: ConditionalBlock, carry: list, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rows solved one by one (their positions in the block) and ``E[x' | x_o, k]`` for
-    each of them and each component, (K, n', D)."""
+    """The rows of rare patterns (their positions in the block) and ``E[x' | x_o, k]`` for
+    each of them and each component, (K, n', D), from NumPy's solves."""
     parts = [group.start + c.single for group, c in zip(block.groups, carry, strict=True)]
     rows = np.concatenate(parts) if parts else np.zeros(0, np.intp)
     d = block.centred.shape[1]
@@ -770,7 +856,7 @@ def _add_pattern_moments(
 def conditional_sums(
     block: ConditionalBlock,
     coefficients: ConditionalCoefficients,
-    carry: list,
+    carry: ConditionalCarry,
     resp: np.ndarray,
 ) -> np.ndarray:
     """``Σ r E[F(x) | x_o, k]`` (K, P) for the complete-data features ``[x', x'_i x'_j]``:
@@ -779,17 +865,22 @@ def conditional_sums(
     d = block.centred.shape[1]
     first = np.zeros((k, d))
     second = np.zeros((k, d, d))
-    rows, filled = _filled_single_rows(block, carry, k)
-    if len(rows):
+    if carry.rows is not None:  # the compiled kernels' solves
+        rows, filled = carry.rows, carry.filled
+        r = np.ascontiguousarray(resp[:, rows])
+        _compiled_kernels().add_covariances(carry.patterns[0], r, *carry.patterns[1:], second)
+    else:
+        rows, filled = _filled_single_rows(block, carry.groups, k)
         r = resp[:, rows]
+    if len(rows):
         first += np.matmul(r[:, None, :], filled)[:, 0]  # a sum over the rows, by BLAS
         second += np.matmul(filled.transpose(0, 2, 1), r[:, :, None] * filled)
     flat = np.zeros(k * d * d)
     offsets = (np.arange(k) * d * d)[:, None, None, None]
-    for group, c in zip(block.groups, carry, strict=True):
+    for group, c in zip(block.groups, carry.groups, strict=True):
         for run_rows, terms, F in c.runs:
             _add_pattern_moments(first, second, terms, F, resp[:, run_rows])
-        if not len(c.single):
+        if not len(c.single) or c.W is None:
             continue
         # Σ_rows r W: responsibilities summed per pattern (rows are sorted by pattern)
         single_runs = np.setdiff1d(np.arange(len(group.runs)), group.grouped)
@@ -809,17 +900,20 @@ def conditional_sums(
 def conditional_impute(
     block: ConditionalBlock,
     coefficients: ConditionalCoefficients,
-    carry: list,
+    carry: ConditionalCarry,
     resp: np.ndarray,
     reference: np.ndarray,
 ) -> np.ndarray:
     """The block's rows with missing entries replaced by ``Σ_k r_k E[x_m | x_o, k]``."""
     k = resp.shape[0]
     out = block.centred.copy()
-    rows, filled = _filled_single_rows(block, carry, k)
-    if len(rows):
-        out[rows] = np.einsum("kn,knd->nd", resp[:, rows], filled)
-    for c in carry:
+    if carry.rows is not None:
+        out[carry.rows] = np.einsum("kn,knd->nd", resp[:, carry.rows], carry.filled)
+    else:
+        rows, filled = _filled_single_rows(block, carry.groups, k)
+        if len(rows):
+            out[rows] = np.einsum("kn,knd->nd", resp[:, rows], filled)
+    for c in carry.groups:
         for run_rows, terms, F in c.runs:
             o = len(terms.observed)
             estimates = terms.offset[:, :, None] + terms.regression @ F[:o]  # (K, s, n)

@@ -237,9 +237,21 @@ class Gaussian(MaskedFeatures):
         return 2 * n_features if self._conditional else 3 * n_features
 
     def missing_blocks(self, X, observed, reference, step):
-        if not self._conditional:
+        if self._conditional:
+            return _missing.conditional_blocks(X, observed, reference, step)
+        kernels = _missing._compiled_kernels()
+        if kernels is None or observed is not None or X.dtype not in (np.float32, np.float64):
             return super().missing_blocks(X, observed, reference, step)
-        return _missing.conditional_blocks(X, observed, reference, step)
+        return self._compiled_masked_blocks(kernels, X, reference, step)
+
+    @staticmethod
+    def _compiled_masked_blocks(kernels, X, reference, step):
+        # the masked features, the mask and the empty rows in one compiled pass per block
+        for start in range(0, X.shape[0], step):
+            values = X[start : start + step]
+            features, missing, empty = kernels.gaussian_masked_block(values, reference)
+            rows = np.arange(start, start + len(values))
+            yield _missing.MaskedBlock(rows, features, None, empty, values, missing)
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
         if not self._conditional:

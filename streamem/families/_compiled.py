@@ -1,0 +1,261 @@
+"""Compiled kernels for the rows of a full or tied Gaussian whose missingness pattern is rare.
+
+With random gaps nearly every row has its own set of missing entries, so its conditional
+algebra (a Cholesky factorisation of ``P_mm`` per component, the inverse ``W`` and two
+triangular solves) is shared by few rows; in NumPy it costs dozens of calls per block that each
+do little. These kernels (numba) factorise the patterns of a block in batches of equal size,
+the matrices side by side along the innermost axis, solve each row for all K components at
+once, and release the GIL so that the engine's threads run them side by side.
+:mod:`streamem.families._missing` keeps the NumPy implementation, the reference the tests
+compare these kernels against, and uses it when numba is not importable or
+``STREAMEM_KERNELS=numpy`` is set.
+
+Notation as in :mod:`streamem.families._missing`: ``x̃`` (n, D) the centred rows with missing
+entries 0, ``P`` the precisions, ``μ'`` the centred means, ``g = (P x̃ − P μ')_m`` and
+``W = (P_mm)⁻¹``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+LOG_2PI = math.log(2 * math.pi)
+
+try:
+    if os.environ.get("STREAMEM_KERNELS", "").lower() == "numpy":
+        raise ImportError("STREAMEM_KERNELS=numpy")
+    from numba import njit
+except ImportError:  # the NumPy reference path is used
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+    # reassociation and contraction (vectorised sums, fused multiply-adds), nothing that
+    # assumes finite values
+    FAST = {"reassoc", "contract", "arcp"}
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _runs(missing):  # pragma: no cover - compiled
+        """The first row of each run of equal patterns, with one past the last, (U + 1,),
+        and each run's number of missing entries (U,)."""
+        n, d = missing.shape
+        starts = np.empty(n + 1, np.int64)
+        counts = np.empty(n, np.int64)
+        u = 0
+        for row in range(n):
+            new = row == 0
+            if not new:
+                for j in range(d):
+                    if missing[row, j] != missing[row - 1, j]:
+                        new = True
+                        break
+            if new:
+                starts[u] = row
+                t = 0
+                for j in range(d):
+                    t += missing[row, j]
+                counts[u] = t
+                u += 1
+        starts[u] = n
+        return starts[: u + 1].copy(), counts[:u].copy()
+
+    #: Patterns factorised together: their matrices side by side along the innermost axis
+    #: (several thousand entries, so that each step is one long vectorised loop).
+    BATCH_RUNS = 64
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _factor_batch(A, s, m, inverse, log_det):  # pragma: no cover - compiled
+        """Cholesky factors of the SPD matrices ``A[:s, :s, :m]`` (lower triangles, in place),
+        the reciprocals of their diagonals ``inverse`` (s, m) and ``log|A|`` (m,), the log
+        of a running product rescaled before it could leave the float range."""
+        product = np.ones(m)
+        log_det[:m] = 0.0
+        for b in range(s):
+            for q in range(b):
+                for i in range(m):
+                    A[b, b, i] -= A[b, q, i] * A[b, q, i]
+            for i in range(m):
+                product[i] *= A[b, b, i]
+                A[b, b, i] = math.sqrt(A[b, b, i])
+                inverse[b, i] = 1.0 / A[b, b, i]
+            for i in range(m):
+                if product[i] > 1e150 or product[i] < 1e-150:
+                    log_det[i] += math.log(product[i])
+                    product[i] = 1.0
+            for a in range(b + 1, s):
+                for q in range(b):
+                    for i in range(m):
+                        A[a, b, i] -= A[a, q, i] * A[b, q, i]
+                for i in range(m):
+                    A[a, b, i] *= inverse[b, i]
+        for i in range(m):
+            log_det[i] += math.log(product[i])
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _covariance_batch(L, inverse, s, m, T, W):  # pragma: no cover - compiled
+        """``W = L⁻ᵀL⁻¹`` (its upper triangle) of factors ``L[:s, :s, :m]``, through
+        ``T = L⁻¹``."""
+        for a in range(s):
+            for i in range(m):
+                T[a, a, i] = inverse[a, i]
+            for b in range(a):
+                for i in range(m):
+                    T[a, b, i] = 0.0
+                for q in range(b, a):
+                    for i in range(m):
+                        T[a, b, i] -= L[a, q, i] * T[q, b, i]
+                for i in range(m):
+                    T[a, b, i] *= inverse[a, i]
+        for a in range(s):
+            for b in range(a, s):
+                for i in range(m):
+                    W[a, b, i] = 0.0
+                for q in range(b, s):
+                    for i in range(m):
+                        W[a, b, i] += T[q, a, i] * T[q, b, i]
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def conditional_rows(x, missing, products, shift, precisions):  # pragma: no cover
+        """The conditional algebra of rows sorted by missingness pattern.
+
+        ``products`` (n, D, K) is ``P x̃``, ``shift`` (D, K) ``P μ'`` and ``precisions``
+        (D, D, K) the precisions, each component last. The patterns' ``P_mm`` are factorised
+        in batches of runs missing as many entries (for all K at once); each row's solves
+        then run along the K components. Returns
+
+        * ``terms`` (K, n): ``gᵀWg + s log 2π − log|P_mm|``, twice what marginalising the
+          missing entries adds to the zero-filled row's log-density;
+        * ``filled`` (K, n, D): ``E[x' | x_o, k]``, the row with ``x̂_m = −W g_m``;
+        * ``starts`` (U + 1,): the first row of each run of one pattern (and n);
+        * ``offsets`` (U + 1,) and ``covariances``: ``W`` of run ``u`` (s, s, K) flattened
+          at ``covariances[offsets[u]:offsets[u + 1]]`` (its upper triangle only).
+        """
+        n, d = x.shape
+        k = shift.shape[1]
+        starts, counts = _runs(missing)
+        runs = len(counts)
+        offsets = np.zeros(runs + 1, np.int64)
+        for u in range(runs):
+            offsets[u + 1] = offsets[u] + counts[u] * counts[u] * k
+        covariances = np.empty(offsets[runs])
+        terms = np.empty((k, n))
+        filled = np.empty((k, n, d))
+        # work arrays no larger than the call needs (a few runs, or small patterns, are common)
+        size = max(counts.max(), 1) if runs else 1
+        width = min(BATCH_RUNS, runs) * k
+        A = np.empty((size, size, width))
+        T = np.empty((size, size, width))
+        W = np.empty((size, size, width))
+        inverse = np.empty((size, width))
+        log_det = np.empty(width)
+        index = np.empty((BATCH_RUNS, d), np.int64)
+        y = np.empty((size, k))
+        quad = np.empty(k)
+        first = 0
+        while first < runs:
+            s = counts[first]
+            last = first + 1
+            while last < runs and last - first < BATCH_RUNS and counts[last] == s:
+                last += 1
+            m = (last - first) * k
+            for g in range(last - first):
+                t = 0
+                for j in range(d):
+                    if missing[starts[first + g], j]:
+                        index[g, t] = j
+                        t += 1
+                for a in range(s):
+                    for b in range(a + 1):
+                        for c in range(k):
+                            A[a, b, g * k + c] = precisions[index[g, a], index[g, b], c]
+            _factor_batch(A, s, m, inverse, log_det)
+            _covariance_batch(A, inverse, s, m, T, W)
+            for g in range(last - first):
+                u = first + g
+                at = offsets[u]
+                for a in range(s):
+                    for b in range(a, s):
+                        for c in range(k):
+                            covariances[at + (a * s + b) * k + c] = W[a, b, g * k + c]
+                base = g * k
+                for row in range(starts[u], starts[u + 1]):
+                    for c in range(k):
+                        quad[c] = 0.0
+                    for a in range(s):  # y = L⁻¹ g
+                        ia = index[g, a]
+                        for c in range(k):
+                            y[a, c] = products[row, ia, c] - shift[ia, c]
+                        for q in range(a):
+                            for c in range(k):
+                                y[a, c] -= A[a, q, base + c] * y[q, c]
+                        for c in range(k):
+                            y[a, c] *= inverse[a, base + c]
+                            quad[c] += y[a, c] * y[a, c]
+                    for c in range(k):
+                        terms[c, row] = quad[c] + s * LOG_2PI - log_det[base + c]
+                        for j in range(d):
+                            filled[c, row, j] = x[row, j]
+                    for a in range(s - 1, -1, -1):  # v = L⁻ᵀ y in place; x̂_m = −v
+                        for q in range(a + 1, s):
+                            for c in range(k):
+                                y[a, c] -= A[q, a, base + c] * y[q, c]
+                        for c in range(k):
+                            y[a, c] *= inverse[a, base + c]
+                            filled[c, row, index[g, a]] = -y[a, c]
+            first = last
+        return terms, filled, starts, offsets, covariances
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def add_covariances(missing, resp, starts, offsets, covariances, second):  # pragma: no cover
+        """Add ``Σ r W`` of every run of one pattern to the upper triangle of the (m, m)
+        blocks of ``second`` (K, D, D)."""
+        k, d = resp.shape[0], missing.shape[1]
+        index = np.empty(d, np.int64)
+        shared = np.empty(k)
+        for u in range(len(starts) - 1):
+            s = 0
+            for j in range(d):
+                if missing[starts[u], j]:
+                    index[s] = j
+                    s += 1
+            for c in range(k):
+                shared[c] = 0.0
+                for row in range(starts[u], starts[u + 1]):
+                    shared[c] += resp[c, row]
+            at = offsets[u]
+            for a in range(s):
+                for b in range(a, s):
+                    for c in range(k):
+                        second[c, index[a], index[b]] += (
+                            shared[c] * covariances[at + (a * s + b) * k + c]
+                        )
+
+    @njit(cache=True, nogil=True)
+    def gaussian_masked_block(values, reference):  # pragma: no cover - compiled
+        """A diagonal or spherical Gaussian's masked features ``[m ⊙ x', m ⊙ x'², m]``
+        (3D, n) of rows with NaN (``x' = x − reference``), the missing entries (n, D) and
+        the rows with none observed (n,), in one pass over the rows (the same operations as
+        ``Gaussian.masked_features``, so the same numbers)."""
+        n, d = values.shape
+        features = np.empty((3 * d, n))
+        missing = np.empty((n, d), np.bool_)
+        empty = np.empty(n, np.bool_)
+        for i in range(n):
+            none = True
+            for j in range(d):
+                v = values[i, j] - reference[j]
+                if np.isnan(v):
+                    missing[i, j] = True
+                    features[j, i] = 0.0
+                    features[d + j, i] = 0.0
+                    features[2 * d + j, i] = 0.0
+                else:
+                    missing[i, j] = False
+                    none = False
+                    features[j, i] = v
+                    features[d + j, i] = v * v
+                    features[2 * d + j, i] = 1.0
+            empty[i] = none
+        return features, missing, empty
