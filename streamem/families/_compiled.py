@@ -243,19 +243,15 @@ else:
         missing = np.empty((n, d), np.bool_)
         empty = np.empty(n, np.bool_)
         for i in range(n):
-            none = True
-            for j in range(d):
+            seen = 0
+            for j in range(d):  # selects, not branches: random gaps would mispredict
                 v = values[i, j] - reference[j]
-                if np.isnan(v):
-                    missing[i, j] = True
-                    features[j, i] = 0.0
-                    features[d + j, i] = 0.0
-                    features[2 * d + j, i] = 0.0
-                else:
-                    missing[i, j] = False
-                    none = False
-                    features[j, i] = v
-                    features[d + j, i] = v * v
-                    features[2 * d + j, i] = 1.0
-            empty[i] = none
+                ok = v == v  # False for NaN
+                w = v if ok else 0.0
+                missing[i, j] = not ok
+                seen += ok
+                features[j, i] = w
+                features[d + j, i] = w * w
+                features[2 * d + j, i] = 1.0 if ok else 0.0
+            empty[i] = seen == 0
         return features, missing, empty
