@@ -117,16 +117,20 @@ else:
                         W[a, b, i] += T[q, a, i] * T[q, b, i]
 
     @njit(cache=True, nogil=True, fastmath=FAST)
-    def conditional_rows(x, missing, products, shift, precisions):  # pragma: no cover
+    def conditional_rows(
+        x, missing, products, shift, precisions, log_norm, offset
+    ):  # pragma: no cover
         """The conditional algebra of rows sorted by missingness pattern.
 
         ``products`` (n, D, K) is ``P x̃``, ``shift`` (D, K) ``P μ'`` and ``precisions``
-        (D, D, K) the precisions, each component last. The patterns' ``P_mm`` are factorised
-        in batches of runs missing as many entries (for all K at once); each row's solves
-        then run along the K components. Returns
+        (D, D, K) the precisions, each component last; ``log_norm`` (K,) is
+        ``log|L| − D/2 log 2π`` and ``offset`` (K,) ``μ'ᵀPμ'``. The patterns' ``P_mm`` are
+        factorised in batches of runs missing as many entries (for all K at once); each
+        row's solves then run along the K components. Returns
 
-        * ``terms`` (K, n): ``gᵀWg + s log 2π − log|P_mm|``, twice what marginalising the
-          missing entries adds to the zero-filled row's log-density;
+        * ``log_prob`` (K, n): ``log p_k(x_o)``, the complete-data log-density at the
+          zero-filled row, ``log_norm − ½ (x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ')``, plus what
+          marginalising the missing entries adds, ``½ (gᵀWg + s log 2π − log|P_mm|)``;
         * ``filled`` (K, n, D): ``E[x' | x_o, k]``, the row with ``x̂_m = −W g_m``;
         * ``starts`` (U + 1,): the first row of each run of one pattern (and n);
         * ``offsets`` (U + 1,) and ``covariances``: ``W`` of run ``u`` (s, s, K) flattened
@@ -194,7 +198,13 @@ else:
                             y[a, c] *= inverse[a, base + c]
                             quad[c] += y[a, c] * y[a, c]
                     for c in range(k):
-                        terms[c, row] = quad[c] + s * LOG_2PI - log_det[base + c]
+                        quad[c] += s * LOG_2PI - log_det[base + c] - offset[c]
+                    for j in range(d):  # − x̃ᵀPx̃ + 2 x̃ᵀPμ'
+                        xj = x[row, j]
+                        for c in range(k):
+                            quad[c] -= xj * (products[row, j, c] - 2.0 * shift[j, c])
+                    for c in range(k):
+                        terms[c, row] = log_norm[c] + 0.5 * quad[c]
                         for j in range(d):
                             filled[c, row, j] = x[row, j]
                     for a in range(s - 1, -1, -1):  # v = L⁻ᵀ y in place; x̂_m = −v

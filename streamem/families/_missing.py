@@ -734,15 +734,10 @@ def conditional_log_prob(
     compiled = _compiled_kernels()
     table, known = _slab_tables(block.slab, coefficients, every=compiled is None)
     log_prob = np.zeros((k, n))
-    if any(len(group.grouped) < len(group.runs) for group in block.groups):
-        # P x̃, (n, K', D), or (n, D, K') for the compiled kernels
-        if compiled is not None:
-            products = (x @ coefficients.interleaved).reshape(n, d, -1)
-            quadratic = np.einsum("nd,ndk->kn", x, products)
-        else:
-            products = (x @ stacked).reshape(n, -1, d)
-            quadratic = np.einsum("nd,nkd->kn", x, products)
+    if compiled is None and any(len(group.grouped) < len(group.runs) for group in block.groups):
+        products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
         # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
+        quadratic = np.einsum("nd,nkd->kn", x, products)
         if quadratic.shape[0] != k:  # tied: one precision
             quadratic = np.broadcast_to(quadratic, (k, n))
         quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
@@ -787,14 +782,21 @@ def conditional_log_prob(
     result = ConditionalCarry(carry)
     if singles:
         rows = np.concatenate(singles)
-        ps = products[rows]
+        xs, missing = x[rows], block.missing[rows]
+        ps = (xs @ coefficients.interleaved).reshape(len(rows), d, -1)  # P x̃, (n', D, K')
         if ps.shape[2] != k:  # tied: one precision
             ps = np.repeat(ps, k, axis=2)
-        missing = block.missing[rows]
+        offset = np.einsum("kd,kd->k", shift, means)
         terms, filled, *patterns = compiled.conditional_rows(
-            x[rows], missing, ps, coefficients.shift_last, coefficients.precisions_last
+            xs,
+            missing,
+            ps,
+            coefficients.shift_last,
+            coefficients.precisions_last,
+            log_norm,
+            offset,
         )
-        log_prob[:, rows] += 0.5 * terms
+        log_prob[:, rows] = terms
         result = ConditionalCarry(carry, rows, filled, (missing, *patterns))
     log_prob[:, block.empty] = 0.0
     return log_prob, result
