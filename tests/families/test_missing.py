@@ -455,6 +455,38 @@ def test_pattern_blocks_cover_every_row_once_grouped_by_pattern():
                 assert list(np.flatnonzero(np.isnan(X[row]))) == list(missing)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=hst.integers(0, 2**32 - 1),
+    d=hst.sampled_from([1, 5, 8, 56, 57, 64, 65, 130]),
+    rate=hst.sampled_from([0.05, 0.5, 0.95]),
+)
+def test_pattern_order_sorts_by_count_then_pattern(seed, d, rate):
+    """Every width (one integer key per row up to 56 columns, per pattern up to 64, bytes
+    beyond): the rows sorted by their number of missing entries, each pattern's rows
+    together, equal ids exactly for equal patterns."""
+    from streamem.families._missing import pattern_order
+
+    rng = np.random.default_rng(seed)
+    base = rng.random((7, d)) < rate  # few patterns, so that they repeat
+    missing = base[rng.integers(0, 7, 300)]
+    missing[::5] = rng.random((60, d)) < rate  # and some of their own
+    order, counts, pattern = pattern_order(missing)
+    assert sorted(order) == list(range(300))
+    assert np.array_equal(counts, missing.sum(axis=1))
+    assert np.all(np.diff(counts[order]) >= 0)
+    ids = pattern[order]
+    seen = set()
+    for run in np.split(ids, np.flatnonzero(np.diff(ids)) + 1):
+        assert run[0] not in seen  # each pattern's rows are together
+        seen.add(run[0])
+    first = {}
+    for row, label in enumerate(pattern):
+        key = missing[row].tobytes()
+        assert first.setdefault(label, key) == key  # one id, one pattern
+    assert len(first) == len({m.tobytes() for m in missing})  # one pattern, one id
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 @pytest.mark.parametrize("scale", [1.0, 1e-7, 1e7])
 @settings(max_examples=15, deadline=None)
