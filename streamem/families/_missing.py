@@ -404,6 +404,23 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.argsort(rank[pattern], kind="stable"), counts[pattern], pattern
 
 
+def _block_bounds(begin: int, end: int, step: int, runs: np.ndarray) -> Iterator[tuple]:
+    """Blocks ``[start, stop)`` of about ``step`` sorted rows from ``begin`` to ``end``, each
+    ending at the start of a run of one pattern when one lies within half a step of where
+    it would end: a run cut by a block leaves pieces too short to be solved as a pattern."""
+    start = begin
+    while start < end:
+        stop = start + step
+        if stop < end:
+            lo, hi = np.searchsorted(runs, [start + step // 2, start + step + step // 2])
+            if hi > lo:  # the run start nearest to the plain end
+                near = runs[lo:hi]
+                stop = int(near[np.argmin(np.abs(near - stop))])
+        stop = min(stop, end)
+        yield start, stop
+        start = stop
+
+
 def conditional_blocks(
     X: np.ndarray, observed: np.ndarray | None, reference: np.ndarray, step: int
 ) -> Iterator[ConditionalBlock]:
@@ -434,8 +451,7 @@ def conditional_blocks(
                 columns[int(s)] = np.nonzero(missing[first_rows])[1].reshape(len(chosen), s)
         run_of_row = np.repeat(np.arange(len(runs)), np.diff(np.r_[runs, end]))
         slab = Slab(columns, {})
-        for start in range(begin, end, step):
-            stop = min(start + step, end)
+        for start, stop in _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
             block_missing = missing[rows]
             centred = X[rows] - reference

@@ -6,6 +6,8 @@ masked statistics, and NaN-free chunks through the untouched complete-data kerne
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -453,6 +455,27 @@ def test_pattern_blocks_cover_every_row_once_grouped_by_pattern():
             columns = block.slab.columns[group.s][group.pattern]
             for row, missing in zip(block.rows[group.start : group.stop], columns, strict=True):
                 assert list(np.flatnonzero(np.isnan(X[row]))) == list(missing)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=hst.lists(hst.integers(1, 900), min_size=1, max_size=40),
+    step=hst.integers(64, 600),
+)
+def test_blocks_end_where_a_pattern_starts(runs, step):
+    """Blocks tile the sorted rows; each ends at a run start whenever one lies within half
+    a step of its plain end, so runs are cut only when longer than half a step."""
+    from streamem.families._missing import _block_bounds
+
+    starts = np.cumsum([0, *runs[:-1]])
+    end = int(np.sum(runs))
+    bounds = list(_block_bounds(0, end, step, starts))
+    assert bounds[0][0] == 0 and bounds[-1][1] == end
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    for start, stop in bounds[:-1]:
+        assert step // 2 <= stop - start <= step + step // 2
+        window = starts[(starts >= start + step // 2) & (starts < start + step + step // 2)]
+        assert (stop in set(starts)) == bool(len(window))
 
 
 @settings(max_examples=40, deadline=None)
