@@ -165,7 +165,7 @@ class DaskEngine(ArrayEngine):
         # incremental EM on local threads: chunks being read ahead, the chunks the last
         # prefetch named, and each chunk's reading tasks alone
         self._reading: dict[int, Future] = {}
-        self._ahead: set[int] = set()
+        self._ahead: list[int] = []
         self._read_graphs: dict[int, tuple[dict, list]] = {}
         self._pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
         # chunk index -> (holder actor, position in it), on a cluster with persisted rows
@@ -266,20 +266,24 @@ class DaskEngine(ArrayEngine):
         return not self.progress and _local_threads(self.scheduler)
 
     def prefetch(self, indices: Sequence[int]) -> None:
-        """Start reading the chunks at ``indices`` in the background (on Dask's local
-        threads; a cluster keeps its data where they are), so that a later
-        :meth:`estep_chunks` finds them read: incremental EM reads the next chunks while it
-        E-steps the current ones and takes its M-step. Chunks read ahead by an earlier call
-        stay until asked for, or until the :meth:`estep_chunks` after a later call that
-        does not name them; ``prefetch([])`` forgets them all."""
-        if not indices:
-            self._ahead = set()
+        """Read the chunks at ``indices`` in the background, while the next
+        :meth:`estep_chunks` runs, so that the one after finds them read (on Dask's local
+        threads; a cluster keeps its data where they are): incremental EM reads the next
+        group of chunks while it E-steps the current one and takes its M-step.
+
+        The reads start once that E-step's tasks have started: chunk reads are mostly
+        Python (Zarr's event loop), and begun first they held the interpreter lock while
+        the E-step threads waited to start (~2 ms per group). Chunks read ahead stay until
+        asked for, or until an :meth:`estep_chunks` after a later call that does not name
+        them; ``prefetch([])`` forgets them all.
+        """
+        self._ahead = [int(index) for index in indices]
+        if not self._ahead:
             self._forget(set())
-            return
-        if not self._reads_locally():
-            return
+
+    def _start_reads(self) -> None:
+        """Start reading the chunks the last :meth:`prefetch` named."""
         readers, _ = self._local_pools()
-        self._ahead = {int(index) for index in indices}
         for index in self._ahead:
             if index not in self._reading:
                 self._reading[index] = readers.submit(self._read, index)
@@ -403,14 +407,16 @@ class DaskEngine(ArrayEngine):
         thread is in memory beyond those read ahead)."""
         _, workers = self._local_pools()
         reading = [self._reading.pop(index, None) for index in indices]
-        self._forget(self._ahead)
+        self._forget(set(self._ahead))
         with single_threaded_blas():
             if len(indices) == 1:
+                self._start_reads()
                 return [self._estep_local(indices[0], reading[0], models)]
             tasks = [
                 workers.submit(self._estep_local, index, read, models)
                 for index, read in zip(indices, reading, strict=True)
             ]
+            self._start_reads()
             return [task.result() for task in tasks]
 
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
