@@ -163,9 +163,11 @@ class DaskEngine(ArrayEngine):
         )
         self._offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
         # incremental EM on local threads: chunks being read ahead, the chunks the last
-        # prefetch named, and each chunk's reading tasks alone
+        # prefetch named (and those of them whose reads are still to start), and each
+        # chunk's reading tasks alone
         self._reading: dict[int, Future] = {}
-        self._ahead: list[int] = []
+        self._ahead: set[int] = set()
+        self._unread: list[int] = []
         self._read_graphs: dict[int, tuple[dict, list]] = {}
         self._pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
         # chunk index -> (holder actor, position in it), on a cluster with persisted rows
@@ -277,16 +279,19 @@ class DaskEngine(ArrayEngine):
         asked for, or until an :meth:`estep_chunks` after a later call that does not name
         them; ``prefetch([])`` forgets them all.
         """
-        self._ahead = [int(index) for index in indices]
-        if not self._ahead:
+        self._ahead = {int(index) for index in indices}
+        self._unread = [int(index) for index in indices]
+        if not indices:
             self._forget(set())
 
-    def _start_reads(self) -> None:
-        """Start reading the chunks the last :meth:`prefetch` named."""
+    def _start_reads(self, busy: list[int]) -> None:
+        """Start reading the chunks the last :meth:`prefetch` named, but those being
+        E-stepped (``busy``) or read already."""
         readers, _ = self._local_pools()
-        for index in self._ahead:
-            if index not in self._reading:
+        for index in self._unread:
+            if index not in self._reading and index not in busy:
                 self._reading[index] = readers.submit(self._read, index)
+        self._unread = []
 
     def _forget(self, keep: set[int]) -> None:
         """Drop the chunks read ahead but not in ``keep`` (memory stays bounded)."""
@@ -394,6 +399,7 @@ class DaskEngine(ArrayEngine):
             len(indices) <= self.parallelism or any(i in self._reading for i in indices)
         ):
             return self._estep_local_group(tuple(models), indices)
+        self._forget(self._ahead)
         shared = dask.delayed(tuple(models), traverse=False, pure=True)
         tasks = [self._chunk_task(i, chunk_estep, shared) for i in indices]
         with single_threaded_blas():
@@ -407,16 +413,16 @@ class DaskEngine(ArrayEngine):
         thread is in memory beyond those read ahead)."""
         _, workers = self._local_pools()
         reading = [self._reading.pop(index, None) for index in indices]
-        self._forget(set(self._ahead))
+        self._forget(self._ahead)
         with single_threaded_blas():
             if len(indices) == 1:
-                self._start_reads()
+                self._start_reads(indices)
                 return [self._estep_local(indices[0], reading[0], models)]
             tasks = [
                 workers.submit(self._estep_local, index, read, models)
                 for index, read in zip(indices, reading, strict=True)
             ]
-            self._start_reads()
+            self._start_reads(indices)
             return [task.result() for task in tasks]
 
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
