@@ -410,20 +410,19 @@ class DaskEngine(ArrayEngine):
     ) -> list[EStepResult]:
         """Chunks on this engine's threads, without a graph: each task E-steps one chunk,
         read ahead (:meth:`prefetch`) or read by the task itself (so at most one chunk per
-        thread is in memory beyond those read ahead)."""
+        thread is in memory beyond those read ahead). This thread, which would only wait,
+        E-steps the first chunk itself."""
         _, workers = self._local_pools()
         reading = [self._reading.pop(index, None) for index in indices]
         self._forget(self._ahead)
         with single_threaded_blas():
-            if len(indices) == 1:
-                self._start_reads(indices)
-                return [self._estep_local(indices[0], reading[0], models)]
             tasks = [
                 workers.submit(self._estep_local, index, read, models)
-                for index, read in zip(indices, reading, strict=True)
+                for index, read in zip(indices[1:], reading[1:], strict=True)
             ]
             self._start_reads(indices)
-            return [task.result() for task in tasks]
+            first = self._estep_local(indices[0], reading[0], models)
+            return [first, *(task.result() for task in tasks)]
 
     def apply_chunk(self, index: int, func: Any, *args: Any) -> Any:
         """``func(chunk, weights, *args, row_offset)`` on one chunk, where the chunk is read."""
