@@ -245,8 +245,8 @@ class DaskEngine(ArrayEngine):
 
     def _read_graph(self, index: int) -> tuple[dict, list]:
         """The tasks that read chunk ``index`` (and its weights) alone, culled once: handing
-        ``dask.compute`` the whole array's graph for every chunk cost 3 ms of CPU per read,
-        four times the read itself."""
+        ``dask.compute`` the whole array's graph for every chunk cost 3.6 ms of CPU per
+        read, against 0.7 ms for the read itself (1.3 MB from a local Zarr store)."""
         if index not in self._read_graphs:
             parts = [self._blocks[index], self._weights[index]]
             keys = [part.key for part in parts if part is not None]
