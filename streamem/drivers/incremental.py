@@ -18,6 +18,7 @@ Per-chunk statistics stay in memory, or in a Zarr store when they are large.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -175,6 +176,23 @@ def _m_steps(models: tuple, total: EStepResult, settings: Settings, reporter: Re
     return tuple(out)
 
 
+def _order(rng: np.random.RandomState | None, n_chunks: int) -> np.ndarray:
+    """The order of a pass's visits: random from ``rng``, in order without one."""
+    return rng.permutation(n_chunks) if rng is not None else np.arange(n_chunks)
+
+
+def _visits(order: np.ndarray, group: int) -> list[list[int]]:
+    """``order`` cut into groups of ``group`` chunks (the last may be smaller)."""
+    return [[int(j) for j in order[b : b + group]] for b in range(0, len(order), group)]
+
+
+def _next_first_visit(rng: np.random.RandomState | None, n_chunks: int, group: int) -> list[int]:
+    """The first group of the next pass, drawn from a copy of ``rng`` so that its state,
+    and so the fit, stay as they are. (Should something draw from ``rng`` before the next
+    pass, as re-seeding a component may, the guess is wrong and costs only a read.)"""
+    return _visits(_order(copy.deepcopy(rng), n_chunks), group)[0]
+
+
 class IncrementalProgress(NamedTuple):
     """An incremental fit after ``n_pass`` complete passes (a checkpoint)."""
 
@@ -238,13 +256,14 @@ def fit_incremental(
     group = max(1, int(getattr(engine, "parallelism", 1)))
     while not converged and n_pass < settings.max_iter:
         n_pass += 1
-        order = rng.permutation(engine.n_chunks) if rng is not None else np.arange(engine.n_chunks)
         # a visit is a group of chunks E-stepped in parallel, then one M-step; the next
-        # group is read meanwhile
-        visits = [[int(j) for j in order[b : b + group]] for b in range(0, len(order), group)]
+        # group is read meanwhile (the last group of a pass reads the next pass's first)
+        visits = _visits(_order(rng, engine.n_chunks), group)
         for position, indices in enumerate(visits):
             if position + 1 < len(visits):
                 engine.prefetch(visits[position + 1])
+            elif n_pass < settings.max_iter:
+                engine.prefetch(_next_first_visit(rng, engine.n_chunks, group))
             for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
                 if total is None:
                     total = new
@@ -275,6 +294,7 @@ def fit_incremental(
                 converged,
             )
         )
+    engine.prefetch([])  # a converged fit does not need the next pass's first chunks
     results = [
         FitResult(
             model,

@@ -51,7 +51,9 @@ class Engine(Protocol):
         ...
 
     def prefetch(self, indices: list[int]) -> None:
-        """Start reading the chunks at ``indices``, for a later ``estep_chunks`` of them."""
+        """Read the chunks at ``indices`` while the next ``estep_chunks`` runs, for the one
+        after it (engines whose data are in memory, or on a cluster, do nothing). A wrong
+        guess costs only reads; ``prefetch([])`` forgets what was read ahead."""
         ...
 
     def apply_chunk(self, index: int, func: Callable[..., Any], *args: Any) -> Any:
