@@ -240,7 +240,8 @@ class MaskedFeatures:
     NaN where ``missing``, ``masked_coefficients(params, reference)`` ``(A, b)``,
     ``masked_finalize(counts, sums, reference)`` and ``expected_values(params)`` (K, D), the
     mean of each feature in each component; optionally ``masked_base_log_measure(values,
-    missing)`` and ``impute_values(params, resp, block)``.
+    missing)``, ``impute_values(params, resp, block)`` and ``masked_block`` (features, mask
+    and empty rows of a block in one pass).
     """
 
     #: The kernel gives every row of a chunk with NaN to the masked features (complete rows
@@ -258,16 +259,26 @@ class MaskedFeatures:
         for start in range(0, X.shape[0], step):
             stop = min(start + step, X.shape[0])
             values = X[start:stop]
-            missing = np.isnan(values) if observed is None else ~observed[start:stop]
+            given = None if observed is None else ~observed[start:stop]
+            features, missing, empty = self.masked_block(values, given, reference)
             yield MaskedBlock(
                 np.arange(start, stop),
-                self.masked_features(values, missing, reference),
+                features,
                 self.masked_base_log_measure(values, missing),
-                # a reduction over D along long rows: 3× faster than over each row's few
-                np.ascontiguousarray(missing.T).all(axis=0),
+                empty,
                 values,
                 missing,
             )
+
+    def masked_block(
+        self, values: np.ndarray, missing: np.ndarray | None, reference: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The masked features of a block's rows, which entries are missing (found from the
+        NaN when ``missing`` is None) and which rows have none observed."""
+        missing = np.isnan(values) if missing is None else missing
+        # a reduction over D along long rows: 3× faster than over each row's few
+        empty = np.ascontiguousarray(missing.T).all(axis=0)
+        return self.masked_features(values, missing, reference), missing, empty
 
     def missing_check(self, block: MaskedBlock) -> str | None:
         """Why the observed entries of a block are not valid data, or None."""
@@ -546,11 +557,10 @@ class ConditionalCoefficients(NamedTuple):
     stacked: np.ndarray  # (D, K'·D): the precisions side by side, for one GEMM
     shift: np.ndarray  # (K, D): P μ' with μ' = μ − c
     means: np.ndarray  # (K, D): μ' (centred means)
-    # the compiled kernels' layout, components last: the precisions interleaved (D, D·K'),
-    # then (D, D, K) and P μ' (D, K), a tied precision repeated K times
-    interleaved: np.ndarray
-    precisions_last: np.ndarray
-    shift_last: np.ndarray
+    offset: np.ndarray  # (K,): μ'ᵀPμ'
+    # the compiled kernels' layout, components last (a tied precision repeated K times)
+    precisions_last: np.ndarray  # (D, D, K)
+    shift_last: np.ndarray  # (D, K): P μ'
 
 
 def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> ConditionalCoefficients:
@@ -562,15 +572,14 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
     stacked = np.ascontiguousarray(precisions.transpose(1, 0, 2).reshape(d, -1))
     shift = np.einsum("kij,kj->ki", np.broadcast_to(precisions, (k, d, d)), means)
     log_norm = np.broadcast_to(log_det - 0.5 * d * LOG_2PI, (k,)).copy()
-    last = np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k)))
     return ConditionalCoefficients(
         log_norm,
         precisions,
         stacked,
         shift,
         means,
-        np.ascontiguousarray(precisions.transpose(1, 2, 0).reshape(d, -1)),
-        last,
+        np.einsum("kd,kd->k", shift, means),
+        np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k))),
         np.ascontiguousarray(shift.T),
     )
 
@@ -692,15 +701,11 @@ KERNELS: str | None = None
 def _compiled_kernels() -> Any:
     """The compiled kernels' module, or None when the NumPy reference is to be used."""
     global KERNELS
-    if KERNELS is None:
-        from streamem.families import _compiled
-
-        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
-    if KERNELS != "numba":
-        return None
     from streamem.families import _compiled
 
-    return _compiled
+    if KERNELS is None:
+        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
+    return _compiled if KERNELS == "numba" else None
 
 
 def _solve_rows(
@@ -743,7 +748,7 @@ def conditional_log_prob(
     ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|`` (by the compiled kernels when numba is
     there, else in NumPy).
     """
-    log_norm, precisions, stacked, shift, means = coefficients[:5]
+    log_norm, precisions, stacked, shift = coefficients[:4]
     x = block.centred
     n, d = x.shape
     k = len(shift)
@@ -756,7 +761,7 @@ def conditional_log_prob(
         quadratic = np.einsum("nd,nkd->kn", x, products)
         if quadratic.shape[0] != k:  # tied: one precision
             quadratic = np.broadcast_to(quadratic, (k, n))
-        quadratic = quadratic - 2.0 * (shift @ x.T) + np.einsum("kd,kd->k", shift, means)[:, None]
+        quadratic = quadratic - 2.0 * (shift @ x.T) + coefficients.offset[:, None]
         log_prob = log_norm[:, None] - 0.5 * quadratic
     carry, singles = [], []
     for group in block.groups:
@@ -799,18 +804,16 @@ def conditional_log_prob(
     if singles:
         rows = np.concatenate(singles)
         xs, missing = x[rows], block.missing[rows]
-        ps = (xs @ coefficients.interleaved).reshape(len(rows), d, -1)  # P x̃, (n', D, K')
-        if ps.shape[2] != k:  # tied: one precision
-            ps = np.repeat(ps, k, axis=2)
-        offset = np.einsum("kd,kd->k", shift, means)
+        last = coefficients.precisions_last
+        ps = (xs @ last.reshape(d, -1)).reshape(len(rows), d, k)  # P x̃, (n', D, K)
         terms, filled, *patterns = compiled.conditional_rows(
             xs,
             missing,
             ps,
             coefficients.shift_last,
-            coefficients.precisions_last,
+            last,
             log_norm,
-            offset,
+            coefficients.offset,
         )
         log_prob[:, rows] = terms
         result = ConditionalCarry(carry, rows, filled, (missing, *patterns))

@@ -237,21 +237,16 @@ class Gaussian(MaskedFeatures):
         return 2 * n_features if self._conditional else 3 * n_features
 
     def missing_blocks(self, X, observed, reference, step):
-        if self._conditional:
-            return _missing.conditional_blocks(X, observed, reference, step)
-        kernels = _missing._compiled_kernels()
-        if kernels is None or observed is not None or X.dtype not in (np.float32, np.float64):
+        if not self._conditional:
             return super().missing_blocks(X, observed, reference, step)
-        return self._compiled_masked_blocks(kernels, X, reference, step)
+        return _missing.conditional_blocks(X, observed, reference, step)
 
-    @staticmethod
-    def _compiled_masked_blocks(kernels, X, reference, step):
-        # the masked features, the mask and the empty rows in one compiled pass per block
-        for start in range(0, X.shape[0], step):
-            values = X[start : start + step]
-            features, missing, empty = kernels.gaussian_masked_block(values, reference)
-            rows = np.arange(start, start + len(values))
-            yield _missing.MaskedBlock(rows, features, None, empty, values, missing)
+    def masked_block(self, values, missing, reference):
+        kernels = _missing._compiled_kernels()
+        if kernels is None or missing is not None or values.dtype not in (np.float32, np.float64):
+            return super().masked_block(values, missing, reference)
+        # the features, the mask and the empty rows in one compiled pass
+        return kernels.gaussian_masked_block(values, reference)
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
         if not self._conditional:
