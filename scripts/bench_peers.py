@@ -63,16 +63,11 @@ SPARK_EPSILON = np.finfo(np.float64).eps  # MLUtils.EPSILON: 2**-52
 
 
 def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
-    """A mixture of k Gaussians with random means and correlated covariances."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, k, size=n)
-    centres = rng.normal(scale=4.0, size=(k, d))
-    mixing = rng.normal(scale=0.3, size=(k, d, d)) + np.eye(d)
-    X = np.empty((n, d))
-    for j in range(k):
-        rows = labels == j
-        X[rows] = rng.standard_normal((rows.sum(), d)) @ mixing[j] + centres[j]
-    return X
+    """The data of ``bench_inmemory.py`` (imported when called, in the parent process: the
+    tools' own processes do not load streamem)."""
+    from bench_inmemory import make_data as same_data
+
+    return same_data(n, d, k, seed)
 
 
 def initial_parameters(X: np.ndarray, k: int, kind: str) -> dict[str, np.ndarray]:
