@@ -12,11 +12,13 @@ cluster workers together with the small parameter values.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import dask
 import numpy as np
 
+from ._kernels import compiled
 from ._validation import check_weight_values, row_range
 from .families._base import Mixture, block_rows, log_weights
 from .families._missing import missing_policy, nan_hint, supports_missing
@@ -24,6 +26,7 @@ from .sources import Rows, labelled
 
 # Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
 FLUSH_BELOW = 1e-300
+_NONE = np.empty(0)  # no row weights / base measure, for the compiled kernels
 
 
 class EStepResult(NamedTuple):
@@ -115,6 +118,34 @@ def normalize_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return norm, log_prob
 
 
+def compiled_responsibilities(
+    kernels: ModuleType,
+    log_prob: np.ndarray,
+    bias: np.ndarray,
+    h: np.ndarray | None,
+    w: np.ndarray | None,
+    rows: np.ndarray,
+    counts: np.ndarray,
+) -> float:
+    """What :func:`normalize_log_prob` and the weighting do, in three calls that release the
+    GIL: ``log_prob + bias`` (K, n) becomes the responsibilities (times ``w``), in place;
+    ``counts`` (K,) their sums; returns ``Σ w (log p(x) + h)``. ``rows`` (2, ≥ n) is work space.
+    """
+    n = log_prob.shape[1]
+    peak, norm = rows[0, :n], rows[1, :n]
+    kernels.shift_by_peak(log_prob, bias, peak)
+    np.exp(log_prob, out=log_prob)
+    return kernels.responsibilities(
+        log_prob,
+        peak,
+        _NONE if h is None else h,
+        _NONE if w is None else w,
+        norm,
+        counts,
+        FLUSH_BELOW,
+    )
+
+
 def chunk_estep(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -175,6 +206,10 @@ def chunk_estep(
     # memory goes back to the system at once (dask.distributed workers do that)
     feature_buffers = {family.feature_key: np.empty((A.shape[1], step)) for family, A, _ in terms}
     log_prob_buffers = [np.empty((A.shape[0], step)) for _, A, _ in terms]
+    kernels = compiled()
+    if kernels is not None:
+        row_buffers = np.empty((2, step))
+        count_buffers = [np.empty(A.shape[0]) for _, A, _ in terms]
     # Non-finite values (NaN rows, overflow) make the log-likelihood non-finite; that is
     # checked after every block and raised with the rows, so the warnings are not needed.
     with np.errstate(all="ignore"):
@@ -203,16 +238,23 @@ def chunk_estep(
             for i, (family, A, b) in enumerate(terms):
                 F, h = features[family.feature_key]
                 log_prob = np.matmul(A, F, out=log_prob_buffers[i][:, :width])
-                log_prob += b
-                norm, resp = normalize_log_prob(log_prob)
-                if h is not None:
-                    norm += h
-                if w is None:
-                    log_likelihood[i] += norm.sum()
+                if kernels is None:
+                    log_prob += b
+                    norm, resp = normalize_log_prob(log_prob)
+                    if h is not None:
+                        norm += h
+                    if w is None:
+                        log_likelihood[i] += norm.sum()
+                    else:
+                        log_likelihood[i] += norm @ w
+                        resp *= w
+                    counts[i] += resp.sum(axis=1)
                 else:
-                    log_likelihood[i] += norm @ w
-                    resp *= w
-                counts[i] += resp.sum(axis=1)
+                    resp = log_prob
+                    log_likelihood[i] += compiled_responsibilities(
+                        kernels, resp, b[:, 0], h, w, row_buffers, count_buffers[i]
+                    )
+                    counts[i] += count_buffers[i]
                 sums[i] += (F @ resp.T).T
             if not np.isfinite(log_likelihood).all():
                 if policy != "error" and _has_nan(block):
@@ -357,6 +399,7 @@ def _chunk_estep_missing(
         _check_marginalizable(families, observed, all_rows, row_offset)
     stats: list[Any] = [None] * len(models)
     log_likelihood = np.zeros(len(models))
+    kernels = compiled()
     partial = [(i, m) for i, m in enumerate(models) if not _all_rows(m.family)]
     if partial:  # complete rows as always, for the models that marginalise the others
         w = None if sample_weight is None else sample_weight[complete]
@@ -378,8 +421,19 @@ def _chunk_estep_missing(
                 if family.missing_check(block) is not None:
                     raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
                 bw = None if wr is None else wr[block.rows]
+                if kernels is not None and block.empty.any():  # rows that count for nothing
+                    bw = np.where(block.empty, 0.0, 1.0 if bw is None else bw)
                 for j, (i, model, coefficients) in enumerate(terms):
                     log_prob, carry = family.missing_log_prob(block, coefficients)
+                    if kernels is not None:
+                        resp, found = log_prob, np.empty(model.n_components)
+                        rows_work = np.empty((2, log_prob.shape[1]))
+                        log_likelihood[i] += compiled_responsibilities(
+                            kernels, resp, log_weights(model.weights), None, bw, rows_work, found
+                        )
+                        counts[j] += found
+                        sums[j] = sums[j] + family.missing_sums(block, coefficients, carry, resp)
+                        continue
                     log_prob += log_weights(model.weights)[:, None]
                     norm, resp = normalize_log_prob(log_prob)
                     norm[block.empty] = 0.0

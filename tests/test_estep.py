@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from scipy.special import logsumexp
 
 from streamem.estep import (
@@ -14,7 +18,12 @@ from streamem.estep import (
     normalize_log_prob,
 )
 from streamem.families._base import Mixture, stats_from_responsibilities
-from streamem.families.gaussian import COVARIANCE_TYPES, Gaussian
+from streamem.families.gaussian import (
+    COVARIANCE_TYPES,
+    Gaussian,
+    GaussianParams,
+    precision_cholesky,
+)
 
 from .conftest import assert_close
 from .families.test_gaussian import random_params
@@ -133,3 +142,146 @@ def test_empty_chunk():
     merged = merge_results((m.family,), result, whole)
     for ours, theirs in zip(merged.stats[0], whole.stats[0], strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+# -- the compiled kernels (numba) against the NumPy reference ---------------------------------
+
+FAMILIES = [
+    *(f"gaussian-{kind}" for kind in COVARIANCE_TYPES),
+    "bayesian-gaussian",
+    "grouped-gaussian",
+    "bernoulli",
+    "poisson",
+    "multinomial",
+]
+
+
+def fitted_model(name: str, rng: np.random.Generator, n: int = 2500) -> tuple[Mixture, np.ndarray]:
+    """A model of each family (two EM iterations from a k-means start) and rows to E-step."""
+    import streamem
+
+    if name.startswith("gaussian-"):
+        X = rng.normal(size=(n, 5)) * 3 + 100.0
+        est = streamem.GaussianMixture(4, covariance_type=name[9:], max_iter=2)
+    elif name == "bayesian-gaussian":
+        X = rng.normal(size=(n, 5)) * 3
+        est = streamem.BayesianGaussianMixture(n_components=4, max_iter=2)
+    elif name == "grouped-gaussian":
+        X = rng.normal(size=(n, 6))
+        est = streamem.GroupedGaussianMixture(3, max_iter=2)
+    elif name == "bernoulli":
+        X = (rng.random((n, 7)) < 0.3).astype(np.float64)
+        est = streamem.BernoulliMixture(4, max_iter=2)
+    elif name == "poisson":
+        X = rng.poisson(3.0, size=(n, 4)).astype(np.float64)
+        est = streamem.PoissonMixture(3, max_iter=2)
+    else:
+        X = rng.poisson(5.0, size=(n, 6)).astype(np.float64)
+        est = streamem.MultinomialMixture(3, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged in two iterations
+        est.set_params(random_state=0).fit(X)
+    return est._get_model(), X
+
+
+def both_kernels(monkeypatch, *args) -> dict:
+    """``chunk_estep(*args)`` with the compiled kernels and with the NumPy reference."""
+    from streamem import _kernels
+    from streamem.families import _compiled
+
+    assert _compiled.AVAILABLE, "numba is a dependency: the compiled kernels must import"
+    found = {}
+    for name in ("numba", "numpy"):
+        monkeypatch.setattr(_kernels, "KERNELS", name)
+        found[name] = chunk_estep(*args)
+    return found
+
+
+def assert_kernels_agree(found: dict, rtol: float = 1e-12) -> None:
+    a, b = found["numba"], found["numpy"]
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=rtol)
+    assert (a.weight, a.n_rows) == (b.weight, b.n_rows)
+    for x, y in zip(a.stats, b.stats, strict=True):
+        for u, v in zip(x, y, strict=True):
+            np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * np.abs(v).max())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_block_equals_the_numpy_reference(name, weighted, monkeypatch):
+    """The compiled features, log-sum-exp and responsibilities give the NumPy path's
+    statistics and log-likelihood (to rounding: only the order of some sums differs)."""
+    rng = np.random.default_rng(11)
+    m, X = fitted_model(name, rng)
+    w = rng.random(len(X)) * 3 if weighted else None
+    assert_kernels_agree(both_kernels(monkeypatch, X, w, (m,), 0))
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_compiled_gaussian_features(kind, dtype, monkeypatch):
+    """Products and squares are the same operations as NumPy's (bit for bit); ``|x'|²`` is
+    a sum in another order."""
+    from streamem import _kernels
+
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(300, 6)) * 50).astype(dtype)
+    family = Gaussian(kind)
+    reference = family.reference(X)
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    expected = family.features(X, reference)
+    monkeypatch.setattr(_kernels, "KERNELS", "numba")
+    out = np.full((len(expected), 2 * len(X)), np.nan)[:, ::2]  # strided, as a buffer's view
+    found = family.features(X, reference, out=out)
+    assert found is out
+    if kind == "spherical":
+        np.testing.assert_allclose(found, expected, rtol=1e-14)
+    else:
+        assert np.array_equal(found, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=hst.sampled_from(COVARIANCE_TYPES),
+    k=hst.integers(1, 6),
+    d=hst.integers(1, 12),
+    n=hst.integers(1, 3000),
+    scale=hst.sampled_from([1e-7, 1.0, 1e7]),
+    weighted=hst.booleans(),
+    seed=hst.integers(0, 2**16),
+)
+def test_compiled_kernels_agree_at_any_scale(kind, k, d, n, scale, weighted, seed):
+    """Any shape, with data far from the origin and at extreme scales (responsibilities that
+    underflow, flushed tiny ones), weighted or not."""
+    from streamem import _kernels
+
+    rng = np.random.default_rng(seed)
+    params = random_params(kind, k, d, seed)
+    covariances, chol, _ = precision_cholesky(params.covariances * scale**2, kind)
+    params = GaussianParams(params.means * scale, covariances, chol)
+    m = Mixture(Gaussian(kind), rng.dirichlet(np.ones(k)), params)
+    X = (rng.normal(size=(n, d)) * 2 + 5) * scale
+    w = rng.random(n) if weighted else None
+    found = {}
+    try:
+        for name in ("numba", "numpy"):
+            _kernels.KERNELS = name
+            found[name] = chunk_estep(X, w, (m,), 0)
+    finally:
+        _kernels.KERNELS = None
+    assert_kernels_agree(found, rtol=1e-10)
+
+
+def test_compiled_kernels_raise_the_same_errors(monkeypatch):
+    from streamem import _kernels
+
+    m = model("full")
+    X = np.random.RandomState(1).normal(size=(3000, 4))
+    X[2100, 1] = np.inf
+    messages = set()
+    for name in ("numba", "numpy"):
+        monkeypatch.setattr(_kernels, "KERNELS", name)
+        with pytest.raises(ValueError, match="row 2100") as error:
+            chunk_estep(X, None, (m,), 0)
+        messages.add(str(error.value))
+    assert len(messages) == 1

@@ -1,4 +1,11 @@
-"""Compiled kernels for the rows of a full or tied Gaussian whose missingness pattern is rare.
+"""Compiled kernels (numba): the element-wise passes of a block, and the rows of a full or
+tied Gaussian whose missingness pattern is rare.
+
+A block of the chunk kernel (:mod:`streamem.estep`) is two GEMMs, which release the GIL, and
+element-wise passes (the expanded features, the log-sum-exp and the responsibilities); as
+NumPy calls those are some thirty short calls per block, each taking the interpreter lock
+back, so that two threads E-stepping side by side ran barely faster than one. Here they are
+four calls that release the GIL (``np.exp``, SIMD in NumPy, stays NumPy's).
 
 With random gaps nearly every row has its own set of missing entries, so its conditional
 algebra (a Cholesky factorisation of ``P_mm`` per component, the inverse ``W`` and two
@@ -35,6 +42,7 @@ else:
     # reassociation and contraction (vectorised sums, fused multiply-adds), nothing that
     # assumes finite values
     FAST = {"reassoc", "contract", "arcp"}
+    # IEEE results (inf, NaN) where Python would raise: the callers check the log-likelihood
 
     @njit(cache=True, nogil=True, fastmath=FAST)
     def _runs(missing):  # pragma: no cover - compiled
@@ -60,6 +68,86 @@ else:
                 u += 1
         starts[u] = n
         return starts[: u + 1].copy(), counts[:u].copy()
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def gaussian_features(X, reference, F, second):  # pragma: no cover - compiled
+        """A Gaussian's expanded features of rows ``X`` (n, D), feature-major, into ``F``:
+        ``x' = x − reference`` (D rows), then for ``second`` = 0 the products ``x'_i x'_j``
+        (i ≤ j, the upper triangle row by row), 1 the squares, 2 ``|x'|²``. The same
+        operations as the NumPy features (the same numbers but for the order of ``|x'|²``'s
+        sum)."""
+        n, d = X.shape
+        for j in range(n):
+            for i in range(d):
+                F[i, j] = X[j, i] - reference[i]
+        if second == 0:
+            p = d
+            for a in range(d):
+                for b in range(a, d):
+                    for j in range(n):
+                        F[p, j] = F[a, j] * F[b, j]
+                    p += 1
+        elif second == 1:
+            for a in range(d):
+                for j in range(n):
+                    F[d + a, j] = F[a, j] * F[a, j]
+        else:
+            for j in range(n):
+                F[d, j] = 0.0
+            for a in range(d):
+                for j in range(n):
+                    F[d, j] += F[a, j] * F[a, j]
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def shift_by_peak(log_prob, bias, peak):  # pragma: no cover - compiled
+        """``log_prob`` (K, n) plus ``bias`` (K,), minus its column maxima ``peak`` (n,), in
+        place; a column without a finite maximum keeps its values (its peak is set to 0)."""
+        k, n = log_prob.shape
+        for j in range(n):
+            peak[j] = -np.inf
+        for c in range(k):
+            for j in range(n):
+                value = log_prob[c, j] + bias[c]
+                log_prob[c, j] = value
+                peak[j] = max(peak[j], value)
+        for j in range(n):
+            if not np.isfinite(peak[j]):
+                peak[j] = 0.0
+        for c in range(k):
+            for j in range(n):
+                log_prob[c, j] -= peak[j]
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def responsibilities(p, peak, h, w, norm, counts, flush):  # pragma: no cover - compiled
+        """From ``p = exp(log p − peak)`` (K, n), in place, the responsibilities (below
+        ``flush`` set to 0, then times the row weights ``w`` unless ``w`` is empty); into
+        ``norm`` (n,) each row's log-likelihood ``log Σ_k p + peak`` (plus ``h`` unless
+        empty), into ``counts`` (K,) the responsibilities' sums; returns ``Σ w · norm``."""
+        k, n = p.shape
+        weighted = w.shape[0] > 0
+        for j in range(n):
+            norm[j] = 0.0
+        for c in range(k):
+            for j in range(n):
+                norm[j] += p[c, j]
+        for c in range(k):
+            total = 0.0
+            for j in range(n):
+                r = p[c, j] / norm[j]
+                r = 0.0 if r < flush else r  # NaN stays NaN
+                if weighted:
+                    r *= w[j]
+                p[c, j] = r
+                total += r
+            counts[c] = total
+        log_likelihood = 0.0
+        for j in range(n):
+            value = math.log(norm[j]) + peak[j]
+            if h.shape[0] > 0:
+                value += h[j]
+            norm[j] = value
+            log_likelihood += value * w[j] if weighted else value
+        return log_likelihood
 
     #: Patterns factorised together: their matrices side by side along the innermost axis
     #: (several thousand entries, so that each step is one long vectorised loop).

@@ -53,6 +53,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._kernels import compiled
+
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
 
@@ -692,22 +694,6 @@ class ConditionalCarry(NamedTuple):
     patterns: tuple | None = None
 
 
-#: Who solves the rows of rare patterns: ``"numba"`` (the compiled kernels of
-#: :mod:`streamem.families._compiled`), ``"numpy"`` (the reference below), or None: numba
-#: if it can be imported (decided on first use, so that importing streamem does not load it).
-KERNELS: str | None = None
-
-
-def _compiled_kernels() -> Any:
-    """The compiled kernels' module, or None when the NumPy reference is to be used."""
-    global KERNELS
-    from streamem.families import _compiled
-
-    if KERNELS is None:
-        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
-    return _compiled if KERNELS == "numba" else None
-
-
 def _solve_rows(
     group: PatternGroup,
     rows: np.ndarray,
@@ -752,10 +738,10 @@ def conditional_log_prob(
     x = block.centred
     n, d = x.shape
     k = len(shift)
-    compiled = _compiled_kernels()
-    table, known = _slab_tables(block.slab, coefficients, every=compiled is None)
+    kernels = compiled()
+    table, known = _slab_tables(block.slab, coefficients, every=kernels is None)
     log_prob = np.zeros((k, n))
-    if compiled is None and any(len(group.grouped) < len(group.runs) for group in block.groups):
+    if kernels is None and any(len(group.grouped) < len(group.runs) for group in block.groups):
         products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
         # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
         quadratic = np.einsum("nd,nkd->kn", x, products)
@@ -774,7 +760,7 @@ def conditional_log_prob(
             u = int(group.runs[run])
             terms = known.get((group.s, u))
             if terms is None:
-                if compiled is not None:
+                if kernels is not None:
                     c = columns[u]
                     W_u, log_det_u = spd_inverse(precisions[:, c[:, None], c[None, :]])
                 else:
@@ -788,7 +774,7 @@ def conditional_log_prob(
         single[group.grouped] = False
         single = np.flatnonzero(np.repeat(single, sizes))
         v = W = None
-        if len(single) and compiled is not None:
+        if len(single) and kernels is not None:
             singles.append(group.start + single)
         elif len(single):
             W, log_det = table[group.s]
@@ -806,7 +792,7 @@ def conditional_log_prob(
         xs, missing = x[rows], block.missing[rows]
         last = coefficients.precisions_last
         ps = (xs @ last.reshape(d, -1)).reshape(len(rows), d, k)  # P x̃, (n', D, K)
-        terms, filled, *patterns = compiled.conditional_rows(
+        terms, filled, *patterns = kernels.conditional_rows(
             xs,
             missing,
             ps,
@@ -889,7 +875,7 @@ def conditional_sums(
     if carry.rows is not None:  # the compiled kernels' solves
         rows, filled = carry.rows, carry.filled
         r = np.ascontiguousarray(resp[:, rows])
-        _compiled_kernels().add_covariances(carry.patterns[0], r, *carry.patterns[1:], second)
+        compiled().add_covariances(carry.patterns[0], r, *carry.patterns[1:], second)
     else:
         rows, filled = _filled_single_rows(block, carry.groups, k)
         r = resp[:, rows]

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
+from .._kernels import compiled
 from . import _missing
 from ._base import COUNT_EPS, finite_mean, pooled_others
 from ._missing import MaskedFeatures, MaskedGaussianStats
@@ -98,6 +99,10 @@ class Gaussian(MaskedFeatures):
         n, d = X.shape
         kernels = self._kernels
         F = np.empty((d + kernels.n_second_order(d), n)) if out is None else out
+        compiled_kernels = compiled()
+        if compiled_kernels is not None:
+            compiled_kernels.gaussian_features(X, reference, F, kernels.second_order_code)
+            return F
         centred = F[:d]
         np.subtract(X.T, reference[:, None], out=centred)
         kernels.second_order(centred, F[d:])
@@ -242,7 +247,7 @@ class Gaussian(MaskedFeatures):
         return _missing.conditional_blocks(X, observed, reference, step)
 
     def masked_block(self, values, missing, reference):
-        kernels = _missing._compiled_kernels()
+        kernels = compiled()
         if kernels is None or missing is not None or values.dtype not in (np.float32, np.float64):
             return super().masked_block(values, missing, reference)
         # the features, the mask and the empty rows in one compiled pass
@@ -436,6 +441,8 @@ class _Kernels(NamedTuple):
     n_second_order: Callable[[int], int]
     #: ``(centred (D, B), out)``: write the second-order features of a centred block to ``out``
     second_order: Callable[[np.ndarray, np.ndarray], None]
+    #: the same in the compiled kernel (``gaussian_features``): 0 products, 1 squares, 2 norm
+    second_order_code: int
     #: ``(L, μ')``: linear (K, D) and quadratic coefficients, ``log|L|`` (K,), ``‖Lᵀμ'‖²`` (K,)
     coefficients: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
     #: ``(first, second, offsets)``: centred scatter from the moments about the reference
@@ -791,6 +798,7 @@ _KERNELS = {
         feature_key="quadratic",
         n_second_order=lambda d: d * (d + 1) // 2,
         second_order=_products_features,
+        second_order_code=0,
         coefficients=_full_coefficients,
         scatter=_full_scatter,
         spread=_full_spread,
@@ -807,6 +815,7 @@ _KERNELS = {
         feature_key="quadratic",
         n_second_order=lambda d: d * (d + 1) // 2,
         second_order=_products_features,
+        second_order_code=0,
         coefficients=_tied_coefficients,
         scatter=_tied_scatter,
         spread=_tied_spread,
@@ -823,6 +832,7 @@ _KERNELS = {
         feature_key="diag",
         n_second_order=lambda d: d,
         second_order=_squares_features,
+        second_order_code=1,
         coefficients=_diag_coefficients,
         scatter=_diag_scatter,
         spread=_diag_spread,
@@ -839,6 +849,7 @@ _KERNELS = {
         feature_key="spherical",
         n_second_order=lambda d: 1,
         second_order=_norm_feature,
+        second_order_code=2,
         coefficients=_spherical_coefficients,
         scatter=_spherical_scatter,
         spread=_spherical_spread,

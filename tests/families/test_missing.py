@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from scipy.special import logsumexp
 
+from streamem import _kernels
 from streamem.estep import chunk_estep, chunk_impute, component_log_prob
 from streamem.families._base import Mixture
 from streamem.families._missing import (
@@ -193,11 +194,11 @@ def direct_expected_statistics(X, params, covariance_type, weights):
 def kernels(request, monkeypatch):
     """Each test of the conditional kernel runs with the compiled kernels and with the NumPy
     reference."""
-    from streamem.families import _compiled, _missing
+    from streamem.families import _compiled
 
     if request.param == "numba" and not _compiled.AVAILABLE:
         pytest.fail("numba is a dependency: the compiled kernels must be importable")
-    monkeypatch.setattr(_missing, "KERNELS", request.param)
+    monkeypatch.setattr(_kernels, "KERNELS", request.param)
     return request.param
 
 
@@ -518,7 +519,7 @@ def test_compiled_kernels_equal_the_numpy_reference(covariance_type, scale, seed
     """Random gaps in 40 dimensions (patterns never repeat; at scales where a product of
     the factors' diagonals would leave the float range): the compiled kernels give the
     NumPy reference's log-likelihood, statistics and imputed values to 1e-12."""
-    from streamem.families import _compiled, _missing
+    from streamem.families import _compiled
 
     assert _compiled.AVAILABLE
     d, k = 40, 4
@@ -540,12 +541,12 @@ def test_compiled_kernels_equal_the_numpy_reference(covariance_type, scale, seed
     X[0] = np.nan
     results, imputed = {}, {}
     for name in ("numba", "numpy"):
-        _missing.KERNELS = name
+        _kernels.KERNELS = name
         try:
             results[name] = chunk_estep(X, None, (model,))
             imputed[name] = chunk_impute(X, model)
         finally:
-            _missing.KERNELS = None
+            _kernels.KERNELS = None
     a, b = results["numba"], results["numpy"]
     np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
     for x, y in zip(a.stats[0], b.stats[0], strict=True):
@@ -558,22 +559,29 @@ def test_compiled_kernels_equal_the_numpy_reference(covariance_type, scale, seed
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_masked_features_are_numpys_bit_for_bit(covariance_type, dtype, monkeypatch):
     """Diagonal and spherical Gaussians: the compiled pass that builds the masked features
-    gives the NumPy path's statistics, log-likelihood and imputed values exactly."""
-    from streamem.families import _missing
+    gives the NumPy path's features, mask and empty rows exactly, and with the compiled
+    responsibilities the same statistics, log-likelihood and imputed values (to rounding)."""
 
     rng = np.random.default_rng(5)
     params = gaussian_params(covariance_type, rng)
-    model = Mixture(Gaussian(covariance_type, 0.0, "marginalize"), np.full(K, 1 / K), params)
+    family = Gaussian(covariance_type, 0.0, "marginalize")
+    model = Mixture(family, np.full(K, 1 / K), params)
     X = with_gaps(rng.normal(size=(3000, D)) * 3 + 10.0, rng).astype(dtype)
+    X[7] = np.nan
+    reference = family.missing_reference(X, None)
     out = {}
     for name in ("numba", "numpy"):
-        monkeypatch.setattr(_missing, "KERNELS", name)
+        monkeypatch.setattr(_kernels, "KERNELS", name)
         result = chunk_estep(X, None, (model,))
-        out[name] = (result.log_likelihood, result.stats[0], chunk_impute(X, model))
-    assert np.array_equal(out["numba"][0], out["numpy"][0])
-    for a, b in zip(out["numba"][1], out["numpy"][1], strict=True):
+        blocks = family.masked_block(X, None, reference)
+        out[name] = (result.log_likelihood, result.stats[0], chunk_impute(X, model), blocks)
+    for a, b in zip(out["numba"][3], out["numpy"][3], strict=True):
         assert np.array_equal(a, b)
-    assert np.array_equal(out["numba"][2], out["numpy"][2])
+    assert out["numba"][3][2][7]  # a row with nothing observed
+    np.testing.assert_allclose(out["numba"][0], out["numpy"][0], rtol=1e-13)
+    for a, b in zip(out["numba"][1], out["numpy"][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * np.abs(b).max())
+    np.testing.assert_allclose(out["numba"][2], out["numpy"][2], rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -1,0 +1,25 @@
+"""Which kernels run: the compiled ones (numba) or the NumPy reference.
+
+The compiled kernels (:mod:`streamem.families._compiled`) do the element-wise work of a block
+in one call each and release the GIL, so that an engine's threads run side by side; the NumPy
+implementations beside them are the reference the tests compare them against, and run where
+numba cannot be imported or ``STREAMEM_KERNELS=numpy`` is set. numba is imported on first
+use, so that importing streamem does not load it.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+#: ``"numba"``, ``"numpy"``, or None: numba if it can be imported (decided on first use).
+KERNELS: str | None = None
+
+
+def compiled() -> ModuleType | None:
+    """The compiled kernels' module, or None when the NumPy reference is to be used."""
+    global KERNELS
+    from .families import _compiled
+
+    if KERNELS is None:
+        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
+    return _compiled if KERNELS == "numba" else None
