@@ -146,6 +146,13 @@ def compiled_responsibilities(
     )
 
 
+def _rows(buffer: np.ndarray, width: int) -> np.ndarray:
+    """A (rows, ≤ step) work array's first ``rows × width`` entries as a contiguous
+    (rows, width) array (so that BLAS takes a shorter last block without a copy)."""
+    rows = buffer.shape[0]
+    return buffer.reshape(-1)[: rows * width].reshape(rows, width)
+
+
 def chunk_estep(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -230,14 +237,14 @@ def chunk_estep(
                         raise invalid_block_error(family, block, problem, row_offset + start)
                     features[key] = (
                         family.features(
-                            block, references[key], out=feature_buffers[key][:, :width]
+                            block, references[key], out=_rows(feature_buffers[key], width)
                         ),
                         family.base_log_measure(block),
                     )
             w = None if sample_weight is None else sample_weight[start:stop]
             for i, (family, A, b) in enumerate(terms):
                 F, h = features[family.feature_key]
-                log_prob = np.matmul(A, F, out=log_prob_buffers[i][:, :width])
+                log_prob = np.matmul(A, F, out=_rows(log_prob_buffers[i], width))
                 if kernels is None:
                     log_prob += b
                     norm, resp = normalize_log_prob(log_prob)
@@ -249,13 +256,16 @@ def chunk_estep(
                         log_likelihood[i] += norm @ w
                         resp *= w
                     counts[i] += resp.sum(axis=1)
+                    sums[i] += (F @ resp.T).T
                 else:
                     resp = log_prob
                     log_likelihood[i] += compiled_responsibilities(
                         kernels, resp, b[:, 0], h, w, row_buffers, count_buffers[i]
                     )
                     counts[i] += count_buffers[i]
-                sums[i] += (F @ resp.T).T
+                    # np.dot releases the GIL for any size; matmul holds it when the product
+                    # has < 500 entries (K × P: a diagonal Gaussian's at D = 16, K = 8)
+                    sums[i] += np.dot(resp, F.T)
             if not np.isfinite(log_likelihood).all():
                 if policy != "error" and _has_nan(block):
                     return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)

@@ -307,7 +307,7 @@ class MaskedFeatures:
     def missing_sums(
         self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
     ) -> np.ndarray:
-        return (block.features @ resp.T).T
+        return np.dot(resp, block.features.T)  # np.dot: the GIL released at any size
 
     def missing_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
         return self.masked_finalize(counts, sums, reference)
@@ -835,7 +835,7 @@ def _add_pattern_moments(
     """Add ``Σ r E[x' | x_o]`` and ``Σ r E[x'x'ᵀ | x_o]`` of one run of a pattern to
     ``first`` (K, D) and ``second`` (K, D, D), from the observed entries' moments."""
     o = len(terms.observed)
-    S = (F @ r.T).T  # (K, P_o)
+    S = np.dot(r, F.T)  # (K, P_o); np.dot releases the GIL at any size
     S0 = r.sum(axis=1)
     S1 = S[:, :o]
     S2 = np.empty((len(S), o, o))
