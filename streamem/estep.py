@@ -118,20 +118,36 @@ def normalize_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return norm, log_prob
 
 
-def compiled_responsibilities(
-    kernels: ModuleType,
+def weigh_responsibilities(
+    kernels: ModuleType | None,
     log_prob: np.ndarray,
     bias: np.ndarray,
     h: np.ndarray | None,
     w: np.ndarray | None,
-    rows: np.ndarray,
     counts: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> float:
-    """What :func:`normalize_log_prob` and the weighting do, in three calls that release the
-    GIL: ``log_prob + bias`` (K, n) becomes the responsibilities (times ``w``), in place;
-    ``counts`` (K,) their sums; returns ``Σ w (log p(x) + h)``. ``rows`` (2, ≥ n) is work space.
+    """``log_prob + bias`` (K, n) becomes the responsibilities times the row weights ``w``,
+    in place; ``counts`` (K,) gets their sums; returns ``Σ w (log p(x) + h)``.
+
+    With ``kernels`` (:func:`streamem._kernels.compiled`), three calls that release the GIL
+    (``rows``, (2, ≥ n), is their work space); without, :func:`normalize_log_prob` and NumPy,
+    the reference.
     """
+    if kernels is None:
+        log_prob += bias[:, None]
+        norm, resp = normalize_log_prob(log_prob)
+        if h is not None:
+            norm += h
+        if w is None:
+            log_likelihood = norm.sum()
+        else:
+            log_likelihood = norm @ w
+            resp *= w
+        counts[:] = resp.sum(axis=1)
+        return float(log_likelihood)
     n = log_prob.shape[1]
+    rows = np.empty((2, n)) if rows is None else rows
     peak, norm = rows[0, :n], rows[1, :n]
     kernels.shift_by_peak(log_prob, bias, peak)
     np.exp(log_prob, out=log_prob)
@@ -189,14 +205,14 @@ def chunk_estep(
     weight = float(n if sample_weight is None else sample_weight.sum())
 
     references: dict[Any, Any] = {}
-    terms = []  # per model: (family, A, b, log weights)
+    terms = []  # per model: (family, A, b + log weights)
     for model in models:
         family = model.family
         key = family.feature_key
         if key not in references:
             references[key] = family.reference(X)
         A, b = family.coefficients(model.params, references[key])
-        terms.append((family, A, (b + log_weights(model.weights))[:, None]))
+        terms.append((family, A, b + log_weights(model.weights)))
 
     counts = [np.zeros(A.shape[0]) for _, A, _ in terms]
     sums = [np.zeros(A.shape) for _, A, _ in terms]
@@ -213,10 +229,9 @@ def chunk_estep(
     # memory goes back to the system at once (dask.distributed workers do that)
     feature_buffers = {family.feature_key: np.empty((A.shape[1], step)) for family, A, _ in terms}
     log_prob_buffers = [np.empty((A.shape[0], step)) for _, A, _ in terms]
+    row_buffers = np.empty((2, step))
+    count_buffers = [np.empty(A.shape[0]) for _, A, _ in terms]
     kernels = compiled()
-    if kernels is not None:
-        row_buffers = np.empty((2, step))
-        count_buffers = [np.empty(A.shape[0]) for _, A, _ in terms]
     # Non-finite values (NaN rows, overflow) make the log-likelihood non-finite; that is
     # checked after every block and raised with the rows, so the warnings are not needed.
     with np.errstate(all="ignore"):
@@ -244,28 +259,14 @@ def chunk_estep(
             w = None if sample_weight is None else sample_weight[start:stop]
             for i, (family, A, b) in enumerate(terms):
                 F, h = features[family.feature_key]
-                log_prob = np.matmul(A, F, out=_rows(log_prob_buffers[i], width))
-                if kernels is None:
-                    log_prob += b
-                    norm, resp = normalize_log_prob(log_prob)
-                    if h is not None:
-                        norm += h
-                    if w is None:
-                        log_likelihood[i] += norm.sum()
-                    else:
-                        log_likelihood[i] += norm @ w
-                        resp *= w
-                    counts[i] += resp.sum(axis=1)
-                    sums[i] += (F @ resp.T).T
-                else:
-                    resp = log_prob
-                    log_likelihood[i] += compiled_responsibilities(
-                        kernels, resp, b[:, 0], h, w, row_buffers, count_buffers[i]
-                    )
-                    counts[i] += count_buffers[i]
-                    # np.dot releases the GIL for any size; matmul holds it when the product
-                    # has < 500 entries (K × P: a diagonal Gaussian's at D = 16, K = 8)
-                    sums[i] += np.dot(resp, F.T)
+                resp = np.matmul(A, F, out=_rows(log_prob_buffers[i], width))
+                log_likelihood[i] += weigh_responsibilities(
+                    kernels, resp, b, h, w, count_buffers[i], row_buffers
+                )
+                counts[i] += count_buffers[i]
+                # np.dot releases the GIL at any size; matmul holds it when the product has
+                # < 500 entries (K × P: a diagonal Gaussian's at D = 16, K = 8)
+                sums[i] += np.dot(resp, F.T)
             if not np.isfinite(log_likelihood).all():
                 if policy != "error" and _has_nan(block):
                     return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
@@ -431,29 +432,15 @@ def _chunk_estep_missing(
                 if family.missing_check(block) is not None:
                     raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
                 bw = None if wr is None else wr[block.rows]
-                if kernels is not None and block.empty.any():  # rows that count for nothing
+                if block.empty.any():  # rows with nothing observed count for nothing
                     bw = np.where(block.empty, 0.0, 1.0 if bw is None else bw)
                 for j, (i, model, coefficients) in enumerate(terms):
-                    log_prob, carry = family.missing_log_prob(block, coefficients)
-                    if kernels is not None:
-                        resp, found = log_prob, np.empty(model.n_components)
-                        rows_work = np.empty((2, log_prob.shape[1]))
-                        log_likelihood[i] += compiled_responsibilities(
-                            kernels, resp, log_weights(model.weights), None, bw, rows_work, found
-                        )
-                        counts[j] += found
-                        sums[j] = sums[j] + family.missing_sums(block, coefficients, carry, resp)
-                        continue
-                    log_prob += log_weights(model.weights)[:, None]
-                    norm, resp = normalize_log_prob(log_prob)
-                    norm[block.empty] = 0.0
-                    resp[:, block.empty] = 0.0
-                    if bw is None:
-                        log_likelihood[i] += norm.sum()
-                    else:
-                        log_likelihood[i] += norm @ bw
-                        resp *= bw
-                    counts[j] += resp.sum(axis=1)
+                    resp, carry = family.missing_log_prob(block, coefficients)
+                    found = np.empty(model.n_components)
+                    log_likelihood[i] += weigh_responsibilities(
+                        kernels, resp, log_weights(model.weights), None, bw, found
+                    )
+                    counts[j] += found
                     sums[j] = sums[j] + family.missing_sums(block, coefficients, carry, resp)
                 if not np.isfinite(log_likelihood).all():
                     raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)

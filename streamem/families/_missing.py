@@ -391,23 +391,22 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for equal patterns).
     """
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
-    if packed.shape[1] <= 7:  # one integer per row, (count, pattern): one sort
+    width = packed.shape[1]
+    if width <= 8:  # one integer per row: sorting integers is fastest
         padded = np.zeros((packed.shape[0], 8), np.uint8)
-        padded[:, : packed.shape[1]] = packed
-        counts = missing.sum(axis=1, dtype=np.uint8)
-        padded[:, 7] = counts  # the most significant byte (little-endian view)
-        keys = padded.view("<u8").ravel()
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        pattern = np.empty(len(keys), np.intp)
-        pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
-        return order, counts.astype(np.intp), pattern
-    if packed.shape[1] <= 8:  # one integer per pattern: sorting integers is fastest
-        padded = np.zeros((packed.shape[0], 8), np.uint8)
-        padded[:, : packed.shape[1]] = packed
+        padded[:, :width] = packed
+        if width <= 7:  # the count in the most significant byte: one sort by (count, pattern)
+            counts = missing.sum(axis=1, dtype=np.uint8)
+            padded[:, 7] = counts
+            keys = padded.view("<u8").ravel()
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            pattern = np.empty(len(keys), np.intp)
+            pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
+            return order, counts.astype(np.intp), pattern
         keys = padded.view(np.uint64).ravel()
     else:
-        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        keys = packed.view(np.dtype((np.void, width))).ravel()
     _, first, pattern = np.unique(keys, return_index=True, return_inverse=True)
     pattern = pattern.ravel()
     # counted per pattern, not per row; then one sort of the rows by (count, pattern)
