@@ -69,6 +69,65 @@ else:
         starts[u] = n
         return starts[: u + 1].copy(), counts[:u].copy()
 
+    @njit(cache=True, nogil=True)
+    def gather_centred(X, missing, rows, reference):  # pragma: no cover - compiled
+        """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, (n, D) float64,
+        and their rows of ``missing``: one pass (NumPy: a gather, a subtraction, a mask)."""
+        n, d = rows.shape[0], X.shape[1]
+        centred = np.empty((n, d))
+        block_missing = np.empty((n, d), np.bool_)
+        for i in range(n):
+            row = rows[i]
+            for j in range(d):
+                gap = missing[row, j]
+                block_missing[i, j] = gap
+                centred[i, j] = 0.0 if gap else X[row, j] - reference[j]
+        return centred, block_missing
+
+    @njit(cache=True, nogil=True)
+    def pattern_keys(missing):  # pragma: no cover - compiled
+        """One unsigned 64-bit key per row of ``missing`` (n, D ≤ 56): the bytes of
+        ``np.packbits(missing, axis=1)`` read little-endian, and the row's number of missing
+        entries in the most significant byte."""
+        n, d = missing.shape
+        keys = np.empty(n, np.uint64)
+        for i in range(n):
+            key = np.uint64(0)
+            count = np.uint64(0)
+            for j in range(d):
+                if missing[i, j]:
+                    key |= np.uint64(1) << np.uint64(8 * (j // 8) + 7 - j % 8)
+                    count += np.uint64(1)
+            keys[i] = key | (count << np.uint64(56))
+        return keys
+
+    @njit(cache=True, nogil=True)
+    def stable_argsort(keys, shifts):  # pragma: no cover - compiled
+        """``np.argsort(keys, kind="stable")`` of unsigned 64-bit ``keys`` whose bits outside
+        the bytes at ``shifts`` (bit offsets, least significant first) are equal: a
+        least-significant-digit radix sort, one counting pass per byte (skipped when every
+        key has the same byte there)."""
+        n = keys.shape[0]
+        order = np.arange(n)
+        spare = np.empty(n, np.int64)
+        counts = np.empty(256, np.int64)
+        for shift in shifts:
+            counts[:] = 0
+            for i in range(n):
+                counts[(keys[i] >> shift) & 255] += 1
+            if counts.max() == n:
+                continue
+            total = 0
+            for b in range(256):
+                total, counts[b] = total + counts[b], total
+            for i in range(n):
+                row = order[i]
+                b = (keys[row] >> shift) & 255
+                spare[counts[b]] = row
+                counts[b] += 1
+            order, spare = spare, order
+        return order
+
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def gaussian_features(X, reference, F, second):  # pragma: no cover - compiled
         """A Gaussian's expanded features of rows ``X`` (n, D), feature-major, into ``F``:
@@ -333,23 +392,28 @@ else:
     @njit(cache=True, nogil=True)
     def gaussian_masked_block(values, reference):  # pragma: no cover - compiled
         """A diagonal or spherical Gaussian's masked features ``[m ⊙ x', m ⊙ x'², m]``
-        (3D, n) of rows with NaN (``x' = x − reference``), the missing entries (n, D) and
-        the rows with none observed (n,), in one pass over the rows (the same operations as
-        ``Gaussian.masked_features``, so the same numbers)."""
+        (3D, n) of rows with NaN (``x' = x − reference``) and the rows with none observed
+        (n,): the centred rows transposed, then each feature's row along the block (the
+        same operations as ``Gaussian.masked_features``, so the same numbers)."""
         n, d = values.shape
         features = np.empty((3 * d, n))
-        missing = np.empty((n, d), np.bool_)
         empty = np.empty(n, np.bool_)
         for i in range(n):
-            seen = 0
-            for j in range(d):  # selects, not branches: random gaps would mispredict
-                v = values[i, j] - reference[j]
+            for j in range(d):
+                features[j, i] = values[i, j] - reference[j]
+        for j in range(d):
+            x, square, mask = features[j], features[d + j], features[2 * d + j]
+            for i in range(n):  # selects, not branches: random gaps would mispredict
+                v = x[i]
                 ok = v == v  # False for NaN
                 w = v if ok else 0.0
-                missing[i, j] = not ok
-                seen += ok
-                features[j, i] = w
-                features[d + j, i] = w * w
-                features[2 * d + j, i] = 1.0 if ok else 0.0
-            empty[i] = seen == 0
-        return features, missing, empty
+                x[i] = w
+                square[i] = w * w
+                mask[i] = 1.0 if ok else 0.0
+        for i in range(n):
+            empty[i] = True
+        for j in range(d):
+            mask = features[2 * d + j]
+            for i in range(n):
+                empty[i] &= mask[i] == 0.0
+        return features, empty

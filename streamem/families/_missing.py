@@ -48,6 +48,7 @@ ch. 11, Wiley.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -217,8 +218,9 @@ class MaskedBlock(NamedTuple):
         Rows without any observed entry.
     values : ndarray of shape (b, D)
         The rows, NaN where missing.
-    missing : ndarray of bool, shape (b, D)
-        Which entries are missing.
+    mask : ndarray of bool, shape (b, D), or None
+        Which entries are missing (None: those where ``values`` is NaN, found when
+        ``missing`` is first needed).
     """
 
     rows: np.ndarray
@@ -226,7 +228,12 @@ class MaskedBlock(NamedTuple):
     base: np.ndarray | None
     empty: np.ndarray
     values: np.ndarray
-    missing: np.ndarray
+    mask: np.ndarray | None
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Which entries are missing (b, D)."""
+        return np.isnan(self.values) if self.mask is None else self.mask
 
     @property
     def filled(self) -> np.ndarray:
@@ -263,20 +270,16 @@ class MaskedFeatures:
             values = X[start:stop]
             given = None if observed is None else ~observed[start:stop]
             features, missing, empty = self.masked_block(values, given, reference)
-            yield MaskedBlock(
-                np.arange(start, stop),
-                features,
-                self.masked_base_log_measure(values, missing),
-                empty,
-                values,
-                missing,
-            )
+            # a family without a base measure may leave the mask to be found when needed
+            base = None if missing is None else self.masked_base_log_measure(values, missing)
+            yield MaskedBlock(np.arange(start, stop), features, base, empty, values, missing)
 
     def masked_block(
         self, values: np.ndarray, missing: np.ndarray | None, reference: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The masked features of a block's rows, which entries are missing (found from the
-        NaN when ``missing`` is None) and which rows have none observed."""
+        NaN when ``missing`` is None; a family without a base measure may return None, to
+        be found when needed) and which rows have none observed."""
         missing = np.isnan(values) if missing is None else missing
         # a reduction over D along long rows: 3× faster than over each row's few
         empty = np.ascontiguousarray(missing.T).all(axis=0)
@@ -390,6 +393,15 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns the order, the number of missing entries of each row and its pattern id (equal ids
     for equal patterns).
     """
+    kernels = compiled()
+    if kernels is not None and missing.shape[1] <= 56:  # as below, compiled
+        keys = kernels.pattern_keys(missing)
+        shifts = np.array([*range(0, missing.shape[1], 8), 56], np.uint64)
+        order = kernels.stable_argsort(keys, shifts)
+        ordered = keys[order]
+        pattern = np.empty(len(keys), np.intp)
+        pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
+        return order, (keys >> np.uint64(56)).astype(np.intp), pattern
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
     width = packed.shape[1]
     if width <= 8:  # one integer per row: sorting integers is fastest
@@ -441,6 +453,7 @@ def conditional_blocks(
     missing = np.isnan(X) if observed is None else ~observed
     order, n_missing, pattern = pattern_order(missing)
     d = X.shape[1]
+    kernels = compiled()
     counts, patterns = n_missing[order], pattern[order]
     new = np.r_[True, patterns[1:] != patterns[:-1]]  # first row of a run of one pattern
     cost = np.cumsum(np.where(new & (counts < d), counts.astype(np.int64) ** 2, 0))
@@ -465,9 +478,12 @@ def conditional_blocks(
         slab = Slab(columns, {})
         for start, stop in _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
-            block_missing = missing[rows]
-            centred = X[rows] - reference
-            zero_where(centred, block_missing)
+            if kernels is None:
+                block_missing = missing[rows]
+                centred = X[rows] - reference
+                zero_where(centred, block_missing)
+            else:
+                centred, block_missing = kernels.gather_centred(X, missing, rows, reference)
             block_counts = counts[start:stop]
             block_runs = run_of_row[start - begin : stop - begin]
             groups = []
@@ -626,7 +642,9 @@ def _pattern_terms(
     """:class:`PatternTerms` from ``W`` (K', s, s) and ``log|P_mm|`` (K',) of the pattern."""
     precisions, means = coefficients.precisions, coefficients.means
     k, d = means.shape
-    observed = np.setdiff1d(np.arange(d), missing)
+    kept = np.ones(d, bool)
+    kept[missing] = False
+    observed = np.flatnonzero(kept)
     s, o = len(missing), len(observed)
     cross = precisions[:, missing[:, None], observed[None, :]]  # P_mo (K', s, o)
     regression = -(W @ cross)
@@ -635,7 +653,7 @@ def _pattern_terms(
     regression = np.broadcast_to(regression, (k, s, o))
     mean_o = means[:, observed]
     linear = np.einsum("kij,kj->ki", Q, mean_o)
-    upper = np.triu_indices(o)
+    upper = _upper(o)
     quadratic = Q[:, upper[0], upper[1]] * np.where(upper[0] == upper[1], -0.5, -1.0)
     # ½ log|Q| = log|L| − ½ log|P_mm|: the complete normaliser, marginalised
     b = (
@@ -656,10 +674,23 @@ def _pattern_terms(
     )
 
 
+@functools.cache
+def _upper(o: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(o)``, read-only and kept (every pattern with o observed entries)."""
+    upper = np.triu_indices(o)
+    for index in upper:
+        index.flags.writeable = False
+    return upper
+
+
 def _observed_features(x: np.ndarray, upper: tuple) -> np.ndarray:
     """``[x_o, x_i x_j (i ≤ j)]`` feature-major (P_o, n) from the observed entries (n, o)."""
     o, n = x.shape[1], x.shape[0]
     F = np.empty((o + len(upper[0]), n))
+    kernels = compiled()
+    if kernels is not None:  # the same products (and the same order), compiled
+        kernels.gaussian_features(x, np.zeros(o), F, 0)
+        return F
     F[:o] = x.T
     start = o
     for i in range(o):  # row i of the upper triangle (np.triu_indices order): x_i x_{i:}
