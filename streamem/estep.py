@@ -20,7 +20,7 @@ import numpy as np
 
 from ._kernels import compiled
 from ._validation import check_weight_values, row_range
-from .families._base import Mixture, block_rows, log_weights
+from .families._base import Mixture, add_statistics, block_rows, log_weights
 from .families._missing import missing_policy, nan_hint, supports_missing
 from .sources import Rows, labelled
 
@@ -264,9 +264,7 @@ def chunk_estep(
                     kernels, resp, b, h, w, count_buffers[i], row_buffers
                 )
                 counts[i] += count_buffers[i]
-                # np.dot releases the GIL at any size; matmul holds it when the product has
-                # < 500 entries (K × P: a diagonal Gaussian's at D = 16, K = 8)
-                sums[i] += np.dot(resp, F.T)
+                add_statistics(sums[i], resp, F)
             if not np.isfinite(log_likelihood).all():
                 if policy != "error" and _has_nan(block):
                     return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)

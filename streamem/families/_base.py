@@ -142,6 +142,28 @@ def block_rows(n_expanded_features: int, n_components: int = 0, n_features: int 
     return int(np.clip(rows, MIN_BLOCK_ROWS, MAX_BLOCK_ROWS))
 
 
+#: The statistics GEMM ``resp · Fᵀ`` of a block, (K × n)·(n × P), with few components ran at
+#: half its speed or less once the features passed about a core's L2 cache (OpenBLAS, measured
+#: here: K = 8, P = 152, n = 1352: 1.7× slower than in 32-feature slices; K ≥ 16 gains little),
+#: so such products are taken this many features at a time.
+SLICE_FEATURES = 32
+SLICE_BYTES = 1 << 20
+SLICE_MAX_COMPONENTS = 8
+
+
+def add_statistics(sums: np.ndarray, resp: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """``sums += resp · Fᵀ`` for responsibilities (K, n) and feature-major features (P, n),
+    in slices of features when that is faster; returns ``sums``. Through ``np.dot``, which
+    releases the GIL at any size (``np.matmul`` holds it for products under 500 entries)."""
+    k, p = sums.shape
+    if k <= SLICE_MAX_COMPONENTS and p > SLICE_FEATURES and 8 * F.size > SLICE_BYTES:
+        for a in range(0, p, SLICE_FEATURES):
+            sums[:, a : a + SLICE_FEATURES] += np.dot(resp, F[a : a + SLICE_FEATURES].T)
+    else:
+        sums += np.dot(resp, F.T)
+    return sums
+
+
 def log_weights(weights: np.ndarray) -> np.ndarray:
     """Logarithm of mixture weights; a zero weight gives -inf without a warning."""
     with np.errstate(divide="ignore"):

@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import compiled
+from ._base import add_statistics
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -310,7 +311,7 @@ class MaskedFeatures:
     def missing_sums(
         self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
     ) -> np.ndarray:
-        return np.dot(resp, block.features.T)  # np.dot: the GIL released at any size
+        return add_statistics(np.zeros((len(resp), len(block.features))), resp, block.features)
 
     def missing_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
         return self.masked_finalize(counts, sums, reference)
@@ -865,7 +866,7 @@ def _add_pattern_moments(
     """Add ``Σ r E[x' | x_o]`` and ``Σ r E[x'x'ᵀ | x_o]`` of one run of a pattern to
     ``first`` (K, D) and ``second`` (K, D, D), from the observed entries' moments."""
     o = len(terms.observed)
-    S = np.dot(r, F.T)  # (K, P_o); np.dot releases the GIL at any size
+    S = add_statistics(np.zeros((len(r), len(F))), r, F)  # (K, P_o)
     S0 = r.sum(axis=1)
     S1 = S[:, :o]
     S2 = np.empty((len(S), o, o))
