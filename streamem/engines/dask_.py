@@ -95,15 +95,36 @@ class ChunkHolder:
         return [task.result() for task in tasks]
 
 
-def cluster_can_hold(X: da.Array) -> bool:
-    """Whether a dask.distributed cluster is active and ``X`` takes < half its memory."""
+def _cluster_memory() -> int:
+    """The memory limits of the active dask.distributed cluster's workers, summed (0: none)."""
     try:
         from distributed import get_client
 
         workers = get_client().scheduler_info()["workers"].values()
     except (ImportError, ValueError):
-        return False
-    memory = sum(w.get("memory_limit", 0) or 0 for w in workers)
+        return 0
+    return sum(w.get("memory_limit", 0) or 0 for w in workers)
+
+
+def held_calls(
+    holders: dict[int, list[tuple[Any, int]]], indices: list[int]
+) -> list[tuple[Any, list[int], list[int]]]:
+    """``(actor, positions, indices)`` of one call per actor E-stepping the chunks at
+    ``indices``: each chunk by the holder with the fewest chunks so far (the first on a tie)."""
+    calls: dict[int, tuple[Any, list[int], list[int]]] = {}
+    for index in indices:
+        actor, position = min(
+            holders[index], key=lambda held: len(calls.get(id(held[0]), ((), ()))[1])
+        )
+        _, positions, wanted = calls.setdefault(id(actor), (actor, [], []))
+        positions.append(position)
+        wanted.append(index)
+    return list(calls.values())
+
+
+def cluster_can_hold(X: da.Array) -> bool:
+    """Whether a dask.distributed cluster is active and ``X`` takes < half its memory."""
+    memory = _cluster_memory()
     return bool(memory) and X.nbytes < memory / 2
 
 
@@ -171,7 +192,7 @@ class DaskEngine(ArrayEngine):
         self._read_graphs: dict[int, tuple[dict, list]] = {}
         self._pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
         # chunk index -> (holder actor, position in it), on a cluster with persisted rows
-        self._holders: dict[int, tuple[Any, int]] | None = None
+        self._holders: dict[int, list[tuple[Any, int]]] | None = None
         self._holder_futures: list[Any] = []
         self._unheld = False
 
@@ -305,10 +326,16 @@ class DaskEngine(ArrayEngine):
         block, weights = self._read(index) if reading is None else reading.result()
         return chunk_estep(block, weights, models, self._offsets[index])
 
-    def _chunk_holders(self) -> dict[int, tuple[Any, int]] | None:
-        """For each chunk, a :class:`ChunkHolder` actor on the worker that holds it and the
-        chunk's position there; None unless the rows are persisted on an active
-        ``dask.distributed`` cluster (and unweighted)."""
+    def _chunk_holders(self) -> dict[int, list[tuple[Any, int]]] | None:
+        """For each chunk, the :class:`ChunkHolder` actors that hold it and its position in
+        each, the worker that holds the persisted chunk first; None unless the rows are
+        persisted on an active ``dask.distributed`` cluster (and unweighted).
+
+        Where the cluster's memory allows a second copy (the data under a quarter of it), each
+        worker's actor also holds the chunks of the next worker (in a ring): a group of
+        chunks that happen to live on one worker is then split between two, instead of one
+        worker E-stepping them in turn while the others wait.
+        """
         if self._holders is not None or self._unheld:
             return self._holders
         if self.sample_weight is not None or _local_threads(self.scheduler):
@@ -332,14 +359,19 @@ class DaskEngine(ArrayEngine):
         threads = client.nthreads()
         by_worker: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
-            by_worker.setdefault(where[key][0], []).append(index)
-        holders: dict[int, tuple[Any, int]] = {}
+            by_worker.setdefault(min(where[key]), []).append(index)
+        workers = sorted(by_worker)
+        copies = len(workers) > 1 and 4 * self.X.nbytes < _cluster_memory()
+        holders: dict[int, list[tuple[Any, int]]] = {}
         created = []
-        for worker, indices in by_worker.items():
+        for i, worker in enumerate(workers):
+            indices = by_worker[worker]
+            if copies:  # the next worker's chunks too: copied here once, for the actor
+                indices = indices + by_worker[workers[(i + 1) % len(workers)]]
             future = client.submit(
                 ChunkHolder,
                 threads.get(worker, 1),
-                *[futures[keys[i]] for i in indices],
+                *[futures[keys[j]] for j in indices],
                 actor=True,
                 workers=[worker],
                 allow_other_workers=True,
@@ -347,7 +379,8 @@ class DaskEngine(ArrayEngine):
             )
             created.append(future)
             actor = future.result()
-            holders.update((index, (actor, n)) for n, index in enumerate(indices))
+            for n, index in enumerate(indices):
+                holders.setdefault(index, []).append((actor, n))
         self._holder_futures, self._holders = created, holders
         return holders
 
@@ -357,19 +390,16 @@ class DaskEngine(ArrayEngine):
         self._holder_futures, self._holders = [], None
 
     def _estep_held(
-        self, holders: dict[int, tuple[Any, int]], models: tuple[Mixture, ...], indices: list[int]
+        self,
+        holders: dict[int, list[tuple[Any, int]]],
+        models: tuple[Mixture, ...],
+        indices: list[int],
     ) -> list[EStepResult]:
-        """The E-step of the chunks at ``indices`` by the actors that hold them: one direct
-        call per worker, all in flight together."""
-        calls: dict[int, tuple[Any, list[int], list[int]]] = {}
-        for index in indices:
-            actor, position = holders[index]
-            _, positions, wanted = calls.setdefault(id(actor), (actor, [], []))
-            positions.append(position)
-            wanted.append(index)
+        """The E-step of the chunks at ``indices`` by the actors that hold them
+        (:func:`held_calls`): one direct call per worker, all in flight together."""
         pending = [
             (wanted, actor.estep(models, positions, [self._offsets[i] for i in wanted]))
-            for actor, positions, wanted in calls.values()
+            for actor, positions, wanted in held_calls(holders, indices)
         ]
         found: dict[int, EStepResult] = {}
         for wanted, call in pending:

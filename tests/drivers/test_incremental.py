@@ -64,6 +64,28 @@ def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows):
     )
 
 
+def test_chunks_of_one_worker_are_e_stepped_by_two(cluster_client, rows):
+    """Each worker's actor also holds the next worker's chunks (the data are far below a
+    quarter of the cluster's memory): a group whose chunks live on one worker is split
+    between both, with the same results."""
+    from streamem.engines.dask_ import held_calls
+
+    models = (a_model(rows),)
+    with cluster_client.as_current():
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        holders = engine._chunk_holders()
+        assert all(len(held) == 2 for held in holders.values())
+        by_actor = {}
+        for index, held in holders.items():
+            by_actor.setdefault(id(held[0][0]), []).append(index)
+        group = max(by_actor.values(), key=len)[:2]  # two chunks persisted on one worker
+        assert len(held_calls(holders, group)) == 2
+        assert [len(c[2]) for c in held_calls(holders, list(range(8)))] == [4, 4]
+        held = engine.estep_chunks(models, group)
+    local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, group)
+    assert_identical(held, local)
+
+
 def test_lost_chunk_holders_fall_back_to_tasks_with_the_same_results(cluster_client, rows):
     models = (a_model(rows),)
     local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, [1, 6])
