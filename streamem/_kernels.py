@@ -15,11 +15,16 @@ from types import ModuleType
 KERNELS: str | None = None
 
 
+_module: ModuleType | None = None
+
+
 def compiled() -> ModuleType | None:
     """The compiled kernels' module, or None when the NumPy reference is to be used."""
-    global KERNELS
-    from .families import _compiled
+    global KERNELS, _module
+    if _module is None:  # once: an import statement costs microseconds on every block
+        from .families import _compiled
 
+        _module = _compiled
     if KERNELS is None:
-        KERNELS = "numba" if _compiled.AVAILABLE else "numpy"
-    return _compiled if KERNELS == "numba" else None
+        KERNELS = "numba" if _module.AVAILABLE else "numpy"
+    return _module if KERNELS == "numba" else None

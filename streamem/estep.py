@@ -11,6 +11,7 @@ cluster workers together with the small parameter values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -239,6 +240,9 @@ def chunk_estep(
             stop = min(start + step, n)
             block = X[start:stop]
             width = stop - start
+            if width < step:  # the last, shorter block: contiguous views of the buffers
+                feature_buffers = {k: _rows(v, width) for k, v in feature_buffers.items()}
+                log_prob_buffers = [_rows(v, width) for v in log_prob_buffers]
             features: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
             for family, _, _ in terms:
                 key = family.feature_key
@@ -251,21 +255,21 @@ def chunk_estep(
                             )
                         raise invalid_block_error(family, block, problem, row_offset + start)
                     features[key] = (
-                        family.features(
-                            block, references[key], out=_rows(feature_buffers[key], width)
-                        ),
+                        family.features(block, references[key], out=feature_buffers[key]),
                         family.base_log_measure(block),
                     )
             w = None if sample_weight is None else sample_weight[start:stop]
+            finite = True
             for i, (family, A, b) in enumerate(terms):
                 F, h = features[family.feature_key]
-                resp = np.matmul(A, F, out=_rows(log_prob_buffers[i], width))
-                log_likelihood[i] += weigh_responsibilities(
-                    kernels, resp, b, h, w, count_buffers[i], row_buffers
-                )
-                counts[i] += count_buffers[i]
+                resp = np.matmul(A, F, out=log_prob_buffers[i])
+                counted = count_buffers[i]
+                part = weigh_responsibilities(kernels, resp, b, h, w, counted, row_buffers)
+                log_likelihood[i] += part
+                finite = finite and math.isfinite(part)
+                counts[i] += counted
                 add_statistics(sums[i], resp, F)
-            if not np.isfinite(log_likelihood).all():
+            if not finite:
                 if policy != "error" and _has_nan(block):
                     return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
                 raise non_finite_error(block, row_offset + start, models[0].family)
