@@ -69,6 +69,56 @@ else:
         starts[u] = n
         return starts[: u + 1].copy(), counts[:u].copy()
 
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def pattern_moments(S, S0, B, a, W, observed, missing, first, second):  # pragma: no cover
+        """Add ``Σ r E[x' | x_o]`` (to ``first`` (K, D)) and ``Σ r E[x'x'ᵀ | x_o]`` (to
+        ``second`` (K, D, D)) of the rows of one pattern, from their observed entries'
+        moments ``S`` (K, o + o(o+1)/2: ``Σ r x_o`` and ``Σ r x_i x_j``, i ≤ j row by row)
+        and ``S0`` (K,) = ``Σ r``, with ``E[x'_m | x_o] = a + B x_o`` (B (K, s, o), a (K, s))
+        and ``Cov = W`` (K, s, s): the algebra of ``_missing._add_pattern_moments``."""
+        k = S.shape[0]
+        o, s = observed.shape[0], missing.shape[0]
+        S2 = np.empty((o, o))
+        BS1 = np.empty(s)
+        BS2 = np.empty((s, o))
+        for c in range(k):
+            p = o
+            for i in range(o):
+                for j in range(i, o):
+                    S2[i, j] = S[c, p]
+                    S2[j, i] = S[c, p]
+                    p += 1
+            for u in range(s):
+                total = 0.0
+                for i in range(o):
+                    total += B[c, u, i] * S[c, i]
+                BS1[u] = total
+                for j in range(o):
+                    total = 0.0
+                    for i in range(o):
+                        total += B[c, u, i] * S2[i, j]
+                    BS2[u, j] = total
+            for i in range(o):
+                first[c, observed[i]] += S[c, i]
+                for j in range(o):
+                    second[c, observed[i], observed[j]] += S2[i, j]
+            for u in range(s):
+                first[c, missing[u]] += a[c, u] * S0[c] + BS1[u]
+                for j in range(o):
+                    cross = a[c, u] * S[c, j] + BS2[u, j]
+                    second[c, missing[u], observed[j]] += cross
+                    second[c, observed[j], missing[u]] += cross
+                for v in range(s):
+                    total = 0.0
+                    for i in range(o):
+                        total += BS2[u, i] * B[c, v, i]
+                    second[c, missing[u], missing[v]] += (
+                        S0[c] * (a[c, u] * a[c, v] + W[c, u, v])
+                        + a[c, u] * BS1[v]
+                        + BS1[u] * a[c, v]
+                        + total
+                    )
+
     @njit(cache=True, nogil=True)
     def gather_centred(X, missing, rows, reference):  # pragma: no cover - compiled
         """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, (n, D) float64,

@@ -49,6 +49,7 @@ ch. 11, Wiley.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -579,10 +580,13 @@ class ConditionalCoefficients(NamedTuple):
     # the compiled kernels' layout, components last (a tied precision repeated K times)
     precisions_last: np.ndarray  # (D, D, K)
     shift_last: np.ndarray  # (D, K): P μ'
+    # the model's precision factors as given: what the patterns' cached algebra belongs to
+    key: np.ndarray
 
 
 def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> ConditionalCoefficients:
     """From precision Cholesky factors ((K, D, D), or (D, D) tied) and centred means (K, D)."""
+    key = chol
     chol = chol if chol.ndim == 3 else chol[None]
     k, d = means.shape
     log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
@@ -599,6 +603,7 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
         np.einsum("kd,kd->k", shift, means),
         np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k))),
         np.ascontiguousarray(shift.T),
+        key,
     )
 
 
@@ -637,29 +642,79 @@ class PatternTerms(NamedTuple):
     upper: tuple  # the pairs i ≤ j of observed entries
 
 
-def _pattern_terms(
-    coefficients: ConditionalCoefficients, missing: np.ndarray, W: np.ndarray, log_det: np.ndarray
-) -> PatternTerms:
-    """:class:`PatternTerms` from ``W`` (K', s, s) and ``log|P_mm|`` (K',) of the pattern."""
-    precisions, means = coefficients.precisions, coefficients.means
-    k, d = means.shape
+class PatternShape(NamedTuple):
+    """The part of :class:`PatternTerms` that does not depend on the means (nor on the
+    chunk's reference point): the same for every chunk a model sees."""
+
+    observed: np.ndarray  # (o,)
+    regression: np.ndarray  # (K', s, o)
+    Q: np.ndarray  # (K', o, o)
+    quadratic: np.ndarray  # (K', o(o+1)/2)
+    W: np.ndarray  # (K', s, s)
+    log_det: np.ndarray  # (K',): log|P_mm|
+
+
+def _pattern_shape(precisions: np.ndarray, missing: np.ndarray) -> PatternShape:
+    """:class:`PatternShape` of the pattern ``missing`` under precisions (K', D, D)."""
+    d = precisions.shape[-1]
     kept = np.ones(d, bool)
     kept[missing] = False
     observed = np.flatnonzero(kept)
-    s, o = len(missing), len(observed)
+    W, log_det = spd_inverse(precisions[:, missing[:, None], missing[None, :]])
     cross = precisions[:, missing[:, None], observed[None, :]]  # P_mo (K', s, o)
     regression = -(W @ cross)
     Q = precisions[:, observed[:, None], observed[None, :]] + cross.transpose(0, 2, 1) @ regression
-    Q = np.broadcast_to(Q, (k, o, o))
-    regression = np.broadcast_to(regression, (k, s, o))
+    upper = _upper(len(observed))
+    quadratic = Q[:, upper[0], upper[1]] * np.where(upper[0] == upper[1], -0.5, -1.0)
+    return PatternShape(observed, regression, Q, quadratic, W, log_det)
+
+
+#: Patterns' :class:`PatternShape` kept for the models seen last (a model's chunks share
+#: them: profiles cut at depths repeat the same few patterns in every chunk).
+_SHAPES: dict[int, tuple[np.ndarray, dict]] = {}
+_SHAPES_MODELS = 8
+_SHAPES_LOCK = threading.Lock()
+
+
+def _cached_shape(coefficients: ConditionalCoefficients, missing: np.ndarray) -> PatternShape:
+    """:func:`_pattern_shape`, computed once per model (its precision factors, which the
+    cache holds so that their ``id`` cannot be reused) and pattern."""
+    key = coefficients.key
+    with _SHAPES_LOCK:
+        entry = _SHAPES.get(id(key))
+        if entry is None or entry[0] is not key:
+            if len(_SHAPES) >= _SHAPES_MODELS:
+                del _SHAPES[next(iter(_SHAPES))]
+            entry = _SHAPES[id(key)] = (key, {})
+    shapes = entry[1]
+    pattern = missing.tobytes()
+    shape = shapes.get(pattern)
+    if shape is None:
+        shape = shapes[pattern] = _pattern_shape(coefficients.precisions, missing)
+    return shape
+
+
+def _pattern_terms(
+    coefficients: ConditionalCoefficients, missing: np.ndarray, shape: PatternShape
+) -> PatternTerms:
+    """:class:`PatternTerms` of the pattern ``missing`` from its :class:`PatternShape`."""
+    means = coefficients.means
+    k = means.shape[0]
+    observed = shape.observed
+    s, o = len(missing), len(observed)
+    regression, Q, quadratic, W, log_det = shape[1:]
+    if len(Q) != k:  # tied: one precision for every component
+        Q = np.broadcast_to(Q, (k, o, o))
+        regression = np.broadcast_to(regression, (k, s, o))
+        quadratic = np.broadcast_to(quadratic, (k, quadratic.shape[1]))
+        W = np.broadcast_to(W, (k, s, s))
+        log_det = np.broadcast_to(log_det, (k,))
     mean_o = means[:, observed]
     linear = np.einsum("kij,kj->ki", Q, mean_o)
-    upper = _upper(o)
-    quadratic = Q[:, upper[0], upper[1]] * np.where(upper[0] == upper[1], -0.5, -1.0)
     # ½ log|Q| = log|L| − ½ log|P_mm|: the complete normaliser, marginalised
     b = (
         coefficients.log_norm
-        + 0.5 * (s * LOG_2PI - np.broadcast_to(log_det, (k,)))
+        + 0.5 * (s * LOG_2PI - log_det)
         - 0.5 * np.einsum("ki,ki->k", linear, mean_o)
     )
     offset = means[:, missing] - np.einsum("kso,ko->ks", regression, mean_o)
@@ -670,8 +725,8 @@ def _pattern_terms(
         b,
         offset,
         regression,
-        np.broadcast_to(W, (k, s, s)),
-        upper,
+        W,
+        _upper(o),
     )
 
 
@@ -765,7 +820,7 @@ def conditional_log_prob(
     ``½ g_mᵀ W g_m + ½ s log 2π − ½ log|P_mm|`` (by the compiled kernels when numba is
     there, else in NumPy).
     """
-    log_norm, precisions, stacked, shift = coefficients[:4]
+    log_norm, _, stacked, shift = coefficients[:4]
     x = block.centred
     n, d = x.shape
     k = len(shift)
@@ -791,12 +846,8 @@ def conditional_log_prob(
             u = int(group.runs[run])
             terms = known.get((group.s, u))
             if terms is None:
-                if kernels is not None:
-                    c = columns[u]
-                    W_u, log_det_u = spd_inverse(precisions[:, c[:, None], c[None, :]])
-                else:
-                    W_u, log_det_u = table[group.s][0][:, u], table[group.s][1][:, u]
-                terms = _pattern_terms(coefficients, columns[u], W_u, log_det_u)
+                shape = _cached_shape(coefficients, columns[u])
+                terms = _pattern_terms(coefficients, columns[u], shape)
                 known[(group.s, u)] = terms
             F = _observed_features(np.take(x[rows], terms.observed, axis=1), terms.upper)
             log_prob[:, rows] = terms.A @ F + terms.b[:, None]
@@ -868,6 +919,11 @@ def _add_pattern_moments(
     o = len(terms.observed)
     S = add_statistics(np.zeros((len(r), len(F))), r, F)  # (K, P_o)
     S0 = r.sum(axis=1)
+    kernels = compiled()
+    if kernels is not None:  # the same algebra, one compiled call
+        B, a, W = terms.regression, terms.offset, terms.covariance
+        kernels.pattern_moments(S, S0, B, a, W, terms.observed, terms.missing, first, second)
+        return
     S1 = S[:, :o]
     S2 = np.empty((len(S), o, o))
     S2[:, terms.upper[0], terms.upper[1]] = S[:, o:]
@@ -931,7 +987,7 @@ def conditional_sums(
             (positions[None] + offsets).ravel(), values.ravel(), minlength=k * d * d
         )
     second += flat.reshape(k, d, d)
-    iu0, iu1 = np.triu_indices(d)
+    iu0, iu1 = _upper(d)
     return np.concatenate([first, second[:, iu0, iu1]], axis=1)
 
 
