@@ -119,6 +119,22 @@ else:
                         + total
                     )
 
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def observed_features(x, start, stop, observed, F):  # pragma: no cover - compiled
+        """``[x_o, x_i x_j (i ≤ j)]`` feature-major into ``F`` (P_o, n) for rows
+        ``start:stop`` of ``x`` and its columns ``observed``: the products of
+        ``gaussian_features`` without gathering the columns first."""
+        o = observed.shape[0]
+        for j in range(stop - start):
+            for i in range(o):
+                F[i, j] = x[start + j, observed[i]]
+        p = o
+        for a in range(o):
+            for b in range(a, o):
+                for j in range(stop - start):
+                    F[p, j] = F[a, j] * F[b, j]
+                p += 1
+
     @njit(cache=True, nogil=True)
     def gather_centred(X, missing, rows, reference):  # pragma: no cover - compiled
         """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, (n, D) float64,

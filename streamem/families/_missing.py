@@ -739,15 +739,16 @@ def _upper(o: int) -> tuple[np.ndarray, np.ndarray]:
     return upper
 
 
-def _observed_features(x: np.ndarray, upper: tuple) -> np.ndarray:
-    """``[x_o, x_i x_j (i ≤ j)]`` feature-major (P_o, n) from the observed entries (n, o)."""
-    o, n = x.shape[1], x.shape[0]
+def _observed_features(x: np.ndarray, rows: slice, observed: np.ndarray, upper: tuple):
+    """``[x_o, x_i x_j (i ≤ j)]`` feature-major (P_o, n) from the columns ``observed`` of the
+    rows ``rows`` of ``x``."""
+    o, n = len(observed), rows.stop - rows.start
     F = np.empty((o + len(upper[0]), n))
     kernels = compiled()
     if kernels is not None:  # the same products (and the same order), compiled
-        kernels.gaussian_features(x, np.zeros(o), F, 0)
+        kernels.observed_features(x, rows.start, rows.stop, observed, F)
         return F
-    F[:o] = x.T
+    F[:o] = np.take(x[rows], observed, axis=1).T
     start = o
     for i in range(o):  # row i of the upper triangle (np.triu_indices order): x_i x_{i:}
         np.multiply(F[i], F[i:o], out=F[start : start + o - i])
@@ -849,8 +850,10 @@ def conditional_log_prob(
                 shape = _cached_shape(coefficients, columns[u])
                 terms = _pattern_terms(coefficients, columns[u], shape)
                 known[(group.s, u)] = terms
-            F = _observed_features(np.take(x[rows], terms.observed, axis=1), terms.upper)
-            log_prob[:, rows] = terms.A @ F + terms.b[:, None]
+            F = _observed_features(x, rows, terms.observed, terms.upper)
+            part = log_prob[:, rows]
+            np.matmul(terms.A, F, out=part)
+            part += terms.b[:, None]
             runs.append((rows, terms, F))
         single = np.ones(len(group.runs), bool)
         single[group.grouped] = False
@@ -897,6 +900,8 @@ def _filled_single_rows(
     parts = [group.start + c.single for group, c in zip(block.groups, carry, strict=True)]
     rows = np.concatenate(parts) if parts else np.zeros(0, np.intp)
     d = block.centred.shape[1]
+    if not len(rows):  # every row of a frequent pattern
+        return rows, np.zeros((k, 0, d))
     filled = np.repeat(block.centred[rows][None], k, axis=0)
     offset = 0
     for group, c in zip(block.groups, carry, strict=True):
