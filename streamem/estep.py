@@ -395,7 +395,8 @@ def _chunk_estep_missing(
         _all_rows(f) and not hasattr(f, "check_observed") for f in families
     ):
         observed = ~np.isnan(X)
-        complete = observed.all(axis=1)
+        # a reduction along long rows: several times faster than over each row's few entries
+        complete = np.ascontiguousarray(observed.T).all(axis=0)
     if policy == "drop":
         rows = np.flatnonzero(complete)
         for family in {m.family.feature_key: m.family for m in models}.values():
@@ -421,11 +422,9 @@ def _chunk_estep_missing(
             stats[i], log_likelihood[i] = result.stats[j], result.log_likelihood[j]
     with np.errstate(all="ignore"):
         for members in groups.values():
-            if _all_rows(members[0][1].family):
-                rows, Xr, Or = all_rows, X, None
-            else:
-                rows = np.flatnonzero(~complete)
-                Xr, Or = X[rows], observed[rows]
+            # every row: a conditional family's blocks leave out the complete ones
+            rows, Xr = all_rows, X
+            Or = None if _all_rows(members[0][1].family) else observed
             wr = None if sample_weight is None else sample_weight[rows]
             family, reference, terms, step = _missing_terms(Xr, Or, members)
             counts = [np.zeros(m.n_components) for _, m, _ in terms]

@@ -450,8 +450,9 @@ def _block_bounds(begin: int, end: int, step: int, runs: np.ndarray) -> Iterator
 def conditional_blocks(
     X: np.ndarray, observed: np.ndarray | None, reference: np.ndarray, step: int
 ) -> Iterator[ConditionalBlock]:
-    """The rows of ``X`` (each with a missing entry) in blocks of about ``step`` rows, sorted
-    by their number of missing entries and then by pattern, grouped in slabs."""
+    """The rows of ``X`` with a missing entry in blocks of about ``step`` rows, sorted by their
+    number of missing entries and then by pattern, grouped in slabs (complete rows are left
+    out: the complete-data kernel takes them)."""
     missing = np.isnan(X) if observed is None else ~observed
     order, n_missing, pattern = pattern_order(missing)
     d = X.shape[1]
@@ -459,7 +460,7 @@ def conditional_blocks(
     counts, patterns = n_missing[order], pattern[order]
     new = np.r_[True, patterns[1:] != patterns[:-1]]  # first row of a run of one pattern
     cost = np.cumsum(np.where(new & (counts < d), counts.astype(np.int64) ** 2, 0))
-    begin = 0
+    begin = int(np.searchsorted(counts, 1))  # the complete rows sort first
     while begin < len(order):
         spent = cost[begin - 1] if begin else 0
         end = int(np.searchsorted(cost, spent + SLAB_ENTRIES, side="right"))
