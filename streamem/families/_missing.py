@@ -458,7 +458,9 @@ def conditional_blocks(
     d = X.shape[1]
     kernels = compiled()
     counts, patterns = n_missing[order], pattern[order]
-    new = np.r_[True, patterns[1:] != patterns[:-1]]  # first row of a run of one pattern
+    new = np.empty(len(patterns), bool)  # first row of a run of one pattern
+    new[:1] = True
+    np.not_equal(patterns[1:], patterns[:-1], out=new[1:])
     cost = np.cumsum(np.where(new & (counts < d), counts.astype(np.int64) ** 2, 0))
     begin = int(np.searchsorted(counts, 1))  # the complete rows sort first
     while begin < len(order):
@@ -477,7 +479,7 @@ def conditional_blocks(
             if s < d:
                 first_rows = order[runs[chosen]]
                 columns[int(s)] = np.nonzero(missing[first_rows])[1].reshape(len(chosen), s)
-        run_of_row = np.repeat(np.arange(len(runs)), np.diff(np.r_[runs, end]))
+        run_of_row = np.repeat(np.arange(len(runs)), np.diff(runs, append=end))
         slab = Slab(columns, {})
         for start, stop in _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
@@ -491,13 +493,14 @@ def conditional_blocks(
             block_runs = run_of_row[start - begin : stop - begin]
             groups = []
             edges = np.flatnonzero(np.diff(block_counts)) + 1
-            for a, b in zip(np.r_[0, edges], np.r_[edges, stop - start], strict=True):
+            ends = np.append(edges, stop - start)
+            for a, b in zip(ends - np.diff(ends, prepend=0), ends, strict=True):
                 s = int(block_counts[a])
                 if s == d:  # nothing observed: handled as empty rows
                     continue
                 group_runs = block_runs[a:b]
-                starts = np.r_[0, np.flatnonzero(np.diff(group_runs)) + 1]
-                sizes = np.diff(np.r_[starts, b - a])
+                starts = np.flatnonzero(np.diff(group_runs, prepend=-1))
+                sizes = np.diff(starts, append=b - a)
                 run_patterns = index[group_runs[starts]]
                 grouped = np.flatnonzero(sizes >= GROUP_MIN_ROWS)
                 groups.append(
@@ -711,14 +714,10 @@ def _pattern_terms(
         W = np.broadcast_to(W, (k, s, s))
         log_det = np.broadcast_to(log_det, (k,))
     mean_o = means[:, observed]
-    linear = np.einsum("kij,kj->ki", Q, mean_o)
+    linear = np.matmul(Q, mean_o[:, :, None])[:, :, 0]
     # ½ log|Q| = log|L| − ½ log|P_mm|: the complete normaliser, marginalised
-    b = (
-        coefficients.log_norm
-        + 0.5 * (s * LOG_2PI - log_det)
-        - 0.5 * np.einsum("ki,ki->k", linear, mean_o)
-    )
-    offset = means[:, missing] - np.einsum("kso,ko->ks", regression, mean_o)
+    b = coefficients.log_norm + 0.5 * (s * LOG_2PI - log_det) - 0.5 * (linear * mean_o).sum(axis=1)
+    offset = means[:, missing] - np.matmul(regression, mean_o[:, :, None])[:, :, 0]
     return PatternTerms(
         observed,
         missing,
@@ -840,7 +839,7 @@ def conditional_log_prob(
     carry, singles = [], []
     for group in block.groups:
         columns = block.slab.columns[group.s]
-        sizes = np.diff(np.r_[group.starts, group.stop - group.start])
+        sizes = np.diff(group.starts, append=group.stop - group.start)
         runs = []
         for run in group.grouped:  # many rows share this pattern
             a = group.start + group.starts[run]
