@@ -428,25 +428,36 @@ def _chunk_estep_missing(
             wr = None if sample_weight is None else sample_weight[rows]
             family, reference, terms, step = _missing_terms(Xr, Or, members)
             counts = [np.zeros(m.n_components) for _, m, _ in terms]
-            sums: list[Any] = [0.0] * len(terms)
+            found = [np.empty(m.n_components) for _, m, _ in terms]
+            biases = [log_weights(m.weights) for _, m, _ in terms]
+            sums: list[Any] = [None] * len(terms)
+            work = np.empty((2, step))
             for block in family.missing_blocks(Xr, Or, reference, step):
                 if family.missing_check(block) is not None:
                     raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
                 bw = None if wr is None else wr[block.rows]
                 if block.empty.any():  # rows with nothing observed count for nothing
                     bw = np.where(block.empty, 0.0, 1.0 if bw is None else bw)
-                for j, (i, model, coefficients) in enumerate(terms):
+                finite = True
+                for j, (i, _, coefficients) in enumerate(terms):
                     resp, carry = family.missing_log_prob(block, coefficients)
-                    found = np.empty(model.n_components)
-                    log_likelihood[i] += weigh_responsibilities(
-                        kernels, resp, log_weights(model.weights), None, bw, found
+                    rows_work = work if resp.shape[1] <= step else None
+                    part = weigh_responsibilities(
+                        kernels, resp, biases[j], None, bw, found[j], rows_work
                     )
-                    counts[j] += found
-                    sums[j] = sums[j] + family.missing_sums(block, coefficients, carry, resp)
-                if not np.isfinite(log_likelihood).all():
+                    log_likelihood[i] += part
+                    finite = finite and math.isfinite(part)
+                    counts[j] += found[j]
+                    block_sums = family.missing_sums(block, coefficients, carry, resp)
+                    if sums[j] is None:
+                        sums[j] = block_sums
+                    else:
+                        sums[j] += block_sums
+                if not finite:
                     raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
             for j, (i, _, _) in enumerate(terms):
-                part = family.missing_finalize(counts[j], sums[j], reference)
+                total = 0.0 if sums[j] is None else sums[j]
+                part = family.missing_finalize(counts[j], total, reference)
                 stats[i] = part if stats[i] is None else family.merge(stats[i], part)
     weight = float(len(X) if sample_weight is None else sample_weight.sum())
     return EStepResult(tuple(stats), log_likelihood, weight, len(X))

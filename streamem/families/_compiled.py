@@ -456,13 +456,13 @@ else:
                         )
 
     @njit(cache=True, nogil=True)
-    def gaussian_masked_block(values, reference):  # pragma: no cover - compiled
+    def gaussian_masked_block(values, reference, features):  # pragma: no cover - compiled
         """A diagonal or spherical Gaussian's masked features ``[m ⊙ x', m ⊙ x'², m]``
-        (3D, n) of rows with NaN (``x' = x − reference``) and the rows with none observed
-        (n,): the centred rows transposed, then each feature's row along the block (the
-        same operations as ``Gaussian.masked_features``, so the same numbers)."""
+        into ``features`` (3D, n) for rows with NaN (``x' = x − reference``); returns the
+        rows with none observed (n,). The centred rows transposed, then each feature's row
+        along the block (the same operations as ``Gaussian.masked_features``, so the same
+        numbers)."""
         n, d = values.shape
-        features = np.empty((3 * d, n))
         empty = np.empty(n, np.bool_)
         for i in range(n):
             for j in range(d):
@@ -482,4 +482,4 @@ else:
             mask = features[2 * d + j]
             for i in range(n):
                 empty[i] &= mask[i] == 0.0
-        return features, empty
+        return empty

@@ -223,6 +223,9 @@ class MaskedBlock(NamedTuple):
     mask : ndarray of bool, shape (b, D), or None
         Which entries are missing (None: those where ``values`` is NaN, found when
         ``missing`` is first needed).
+    work : dict
+        Work arrays shared by the blocks of one pass over a chunk (a block's arrays are
+        valid until the next block is drawn).
     """
 
     rows: np.ndarray
@@ -231,6 +234,7 @@ class MaskedBlock(NamedTuple):
     empty: np.ndarray
     values: np.ndarray
     mask: np.ndarray | None
+    work: dict
 
     @property
     def missing(self) -> np.ndarray:
@@ -241,6 +245,16 @@ class MaskedBlock(NamedTuple):
     def filled(self) -> np.ndarray:
         """The rows with missing entries set to 0 (what ``check_block`` checks)."""
         return np.where(self.missing, 0, self.values)
+
+
+def work_array(work: dict, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A contiguous float64 array of ``shape`` in the reused buffer ``work[name]`` (grown when
+    too small; the contents are not kept)."""
+    size = shape[0] * shape[1]
+    buffer = work.get(name)
+    if buffer is None or buffer.size < size:
+        buffer = work[name] = np.empty(size)
+    return buffer[:size].reshape(shape)
 
 
 class MaskedFeatures:
@@ -266,18 +280,21 @@ class MaskedFeatures:
     def missing_blocks(
         self, X: np.ndarray, observed: np.ndarray | None, reference: Any, step: int
     ) -> Iterator[MaskedBlock]:
-        """Blocks of ``step`` rows (``observed`` None: found from the NaN in ``X``)."""
+        """Blocks of ``step`` rows (``observed`` None: found from the NaN in ``X``); their
+        work arrays are reused from block to block (freed memory can go back to the system
+        at once, and every new array would then cost page faults)."""
+        work: dict = {}
         for start in range(0, X.shape[0], step):
             stop = min(start + step, X.shape[0])
             values = X[start:stop]
             given = None if observed is None else ~observed[start:stop]
-            features, missing, empty = self.masked_block(values, given, reference)
+            features, missing, empty = self.masked_block(values, given, reference, work)
             # a family without a base measure may leave the mask to be found when needed
             base = None if missing is None else self.masked_base_log_measure(values, missing)
-            yield MaskedBlock(np.arange(start, stop), features, base, empty, values, missing)
+            yield MaskedBlock(np.arange(start, stop), features, base, empty, values, missing, work)
 
     def masked_block(
-        self, values: np.ndarray, missing: np.ndarray | None, reference: Any
+        self, values: np.ndarray, missing: np.ndarray | None, reference: Any, work: dict
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The masked features of a block's rows, which entries are missing (found from the
         NaN when ``missing`` is None; a family without a base measure may return None, to
@@ -303,7 +320,8 @@ class MaskedFeatures:
 
     def missing_log_prob(self, block: MaskedBlock, coefficients: Any) -> tuple[np.ndarray, None]:
         A, b = coefficients
-        log_prob = A @ block.features
+        log_prob = work_array(block.work, "log_prob", (A.shape[0], block.features.shape[1]))
+        np.matmul(A, block.features, out=log_prob)
         log_prob += b[:, None]
         if block.base is not None:
             log_prob += block.base

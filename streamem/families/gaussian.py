@@ -249,13 +249,15 @@ class Gaussian(MaskedFeatures):
             return super().missing_blocks(X, observed, reference, step)
         return _missing.conditional_blocks(X, observed, reference, step)
 
-    def masked_block(self, values, missing, reference):
+    def masked_block(self, values, missing, reference, work):
         kernels = compiled()
         if kernels is None or missing is not None or values.dtype not in (np.float32, np.float64):
-            return super().masked_block(values, missing, reference)
+            return super().masked_block(values, missing, reference, work)
         # the features and the empty rows compiled; which entries are missing is found from
         # the NaN when needed (imputation), a Gaussian having no base measure
-        features, empty = kernels.gaussian_masked_block(values, reference)
+        n, d = values.shape
+        features = _missing.work_array(work, "features", (3 * d, n))
+        empty = kernels.gaussian_masked_block(values, reference, features)
         return features, None, empty
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
