@@ -331,7 +331,7 @@ else:
 
     @njit(cache=True, nogil=True, fastmath=FAST)
     def conditional_rows(
-        x, missing, products, shift, precisions, log_norm, offset
+        x, missing, products, shift, precisions, log_norm, offset, terms, filled, space
     ):  # pragma: no cover
         """The conditional algebra of rows sorted by missingness pattern.
 
@@ -348,17 +348,18 @@ else:
         * ``starts`` (U + 1,): the first row of each run of one pattern (and n);
         * ``offsets`` (U + 1,) and ``covariances``: ``W`` of run ``u`` (s, s, K) flattened
           at ``covariances[offsets[u]:offsets[u + 1]]`` (its upper triangle only).
+
+        ``terms``, ``filled`` and ``space`` (at least Σ s² K entries over the rows) are
+        where the results are written: work arrays the caller reuses.
         """
-        n, d = x.shape
+        d = x.shape[1]
         k = shift.shape[1]
         starts, counts = _runs(missing)
         runs = len(counts)
         offsets = np.zeros(runs + 1, np.int64)
         for u in range(runs):
             offsets[u + 1] = offsets[u] + counts[u] * counts[u] * k
-        covariances = np.empty(offsets[runs])
-        terms = np.empty((k, n))
-        filled = np.empty((k, n, d))
+        covariances = space[: offsets[runs]]
         # work arrays no larger than the call needs (a few runs, or small patterns, are common)
         size = max(counts.max(), 1) if runs else 1
         width = min(BATCH_RUNS, runs) * k

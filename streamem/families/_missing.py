@@ -49,6 +49,7 @@ ch. 11, Wiley.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -247,10 +248,10 @@ class MaskedBlock(NamedTuple):
         return np.where(self.missing, 0, self.values)
 
 
-def work_array(work: dict, name: str, shape: tuple[int, int]) -> np.ndarray:
+def work_array(work: dict, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """A contiguous float64 array of ``shape`` in the reused buffer ``work[name]`` (grown when
     too small; the contents are not kept)."""
-    size = shape[0] * shape[1]
+    size = math.prod(shape)
     buffer = work.get(name)
     if buffer is None or buffer.size < size:
         buffer = work[name] = np.empty(size)
@@ -388,8 +389,9 @@ class ConditionalBlock(NamedTuple):
 
     ``rows`` index the rows given to :func:`conditional_blocks`; ``centred`` (b, D) is
     ``x − c`` with missing entries 0; ``empty`` marks rows with nothing observed, ``missing``
-    (b, D) the missing entries, ``groups`` the rows of each number of missing entries, and
-    ``slab`` the patterns they refer to.
+    (b, D) the missing entries, ``groups`` the rows of each number of missing entries,
+    ``slab`` the patterns they refer to and ``work`` the work arrays shared by the blocks of
+    one call (what the kernels leave of a block is valid until the next is drawn).
     """
 
     rows: np.ndarray
@@ -398,6 +400,7 @@ class ConditionalBlock(NamedTuple):
     empty: np.ndarray
     missing: np.ndarray
     slab: Slab
+    work: dict
     filled: None = None
 
 
@@ -481,6 +484,7 @@ def conditional_blocks(
     np.not_equal(patterns[1:], patterns[:-1], out=new[1:])
     cost = np.cumsum(np.where(new & (counts < d), counts.astype(np.int64) ** 2, 0))
     begin = int(np.searchsorted(counts, 1))  # the complete rows sort first
+    work: dict = {}
     while begin < len(order):
         spent = cost[begin - 1] if begin else 0
         end = int(np.searchsorted(cost, spent + SLAB_ENTRIES, side="right"))
@@ -525,7 +529,7 @@ def conditional_blocks(
                     PatternGroup(a, b, s, index[group_runs], starts, run_patterns, grouped)
                 )
             yield ConditionalBlock(
-                rows, centred, tuple(groups), block_counts == d, block_missing, slab
+                rows, centred, tuple(groups), block_counts == d, block_missing, slab, work
             )
         begin = end
 
@@ -845,7 +849,8 @@ def conditional_log_prob(
     k = len(shift)
     kernels = compiled()
     table, known = _slab_tables(block.slab, coefficients, every=kernels is None)
-    log_prob = np.zeros((k, n))
+    log_prob = work_array(block.work, "log_prob", (k, n))
+    log_prob.fill(0.0)
     if kernels is None and any(len(group.grouped) < len(group.runs) for group in block.groups):
         products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
         # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
@@ -894,15 +899,23 @@ def conditional_log_prob(
         rows = np.concatenate(singles)
         xs, missing = x[rows], block.missing[rows]
         last = coefficients.precisions_last
-        ps = (xs @ last.reshape(d, -1)).reshape(len(rows), d, k)  # P x̃, (n', D, K)
+        work = block.work
+        ps = np.matmul(
+            xs, last.reshape(d, -1), out=work_array(work, "products", (len(rows), d * k))
+        )
+        # Σ s² K bounds the patterns' W, which the kernel stores (upper triangles)
+        bound = k * int(np.square(missing.sum(axis=1, dtype=np.int64)).sum())
         terms, filled, *patterns = kernels.conditional_rows(
             xs,
             missing,
-            ps,
+            ps.reshape(len(rows), d, k),  # P x̃, (n', D, K)
             coefficients.shift_last,
             last,
             log_norm,
             coefficients.offset,
+            work_array(work, "terms", (k, len(rows))),
+            work_array(work, "filled", (k, len(rows), d)),
+            work_array(work, "covariances", (bound,)),
         )
         log_prob[:, rows] = terms
         result = ConditionalCarry(carry, rows, filled, (missing, *patterns))
@@ -991,7 +1004,10 @@ def conditional_sums(
         r = resp[:, rows]
     if len(rows):
         first += np.matmul(r[:, None, :], filled)[:, 0]  # a sum over the rows, by BLAS
-        second += np.matmul(filled.transpose(0, 2, 1), r[:, :, None] * filled)
+        weighted = np.multiply(
+            r[:, :, None], filled, out=work_array(block.work, "weighted", filled.shape)
+        )
+        second += np.matmul(filled.transpose(0, 2, 1), weighted)
     flat = np.zeros(k * d * d)
     offsets = (np.arange(k) * d * d)[:, None, None, None]
     for group, c in zip(block.groups, carry.groups, strict=True):
