@@ -404,13 +404,12 @@ def _chunk_estep_missing(
                 raise _rows_error(family, X[rows], rows, row_offset)
         w = None if sample_weight is None else sample_weight[rows]
         return chunk_estep(X[rows], w, models, row_offset)
-    all_rows = np.arange(len(X))
     if observed is None:
         for family in families:
             if not supports_missing(family):
                 raise _unsupported(family)
     else:
-        _check_marginalizable(families, observed, all_rows, row_offset)
+        _check_marginalizable(families, observed, np.arange(len(X)), row_offset)
     stats: list[Any] = [None] * len(models)
     log_likelihood = np.zeros(len(models))
     kernels = compiled()
@@ -422,20 +421,18 @@ def _chunk_estep_missing(
             stats[i], log_likelihood[i] = result.stats[j], result.log_likelihood[j]
     with np.errstate(all="ignore"):
         for members in groups.values():
-            # every row: a conditional family's blocks leave out the complete ones
-            rows, Xr = all_rows, X
-            Or = None if _all_rows(members[0][1].family) else observed
-            wr = None if sample_weight is None else sample_weight[rows]
-            family, reference, terms, step = _missing_terms(Xr, Or, members)
+            # the whole chunk: a conditional family's blocks leave out the complete rows
+            given = None if _all_rows(members[0][1].family) else observed
+            family, reference, terms, step = _missing_terms(X, given, members)
             counts = [np.zeros(m.n_components) for _, m, _ in terms]
             found = [np.empty(m.n_components) for _, m, _ in terms]
             biases = [log_weights(m.weights) for _, m, _ in terms]
             sums: list[Any] = [None] * len(terms)
             work = np.empty((2, step))
-            for block in family.missing_blocks(Xr, Or, reference, step):
+            for block in family.missing_blocks(X, given, reference, step):
                 if family.missing_check(block) is not None:
-                    raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
-                bw = None if wr is None else wr[block.rows]
+                    raise _rows_error(family, X[block.rows], block.rows, row_offset)
+                bw = None if sample_weight is None else sample_weight[block.rows]
                 if block.empty.any():  # rows with nothing observed count for nothing
                     bw = np.where(block.empty, 0.0, 1.0 if bw is None else bw)
                 finite = True
@@ -454,7 +451,7 @@ def _chunk_estep_missing(
                     else:
                         sums[j] += block_sums
                 if not finite:
-                    raise _rows_error(family, Xr[block.rows], rows[block.rows], row_offset)
+                    raise _rows_error(family, X[block.rows], block.rows, row_offset)
             for j, (i, _, _) in enumerate(terms):
                 total = 0.0 if sums[j] is None else sums[j]
                 part = family.missing_finalize(counts[j], total, reference)

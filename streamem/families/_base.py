@@ -26,6 +26,7 @@ exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import Any, NamedTuple, Protocol
 
@@ -162,6 +163,16 @@ def add_statistics(sums: np.ndarray, resp: np.ndarray, F: np.ndarray) -> np.ndar
     else:
         sums += np.dot(resp, F.T)
     return sums
+
+
+def work_array(work: dict, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A contiguous float64 array of ``shape`` in the reused buffer ``work[name]`` (grown when
+    too small; the contents are not kept)."""
+    size = math.prod(shape)
+    buffer = work.get(name)
+    if buffer is None or buffer.size < size:
+        buffer = work[name] = np.empty(size)
+    return buffer[:size].reshape(shape)
 
 
 def log_weights(weights: np.ndarray) -> np.ndarray:

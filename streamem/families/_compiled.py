@@ -128,10 +128,16 @@ else:
         for j in range(stop - start):
             for i in range(o):
                 F[i, j] = x[start + j, observed[i]]
-        p = o
-        for a in range(o):
-            for b in range(a, o):
-                for j in range(stop - start):
+        _upper_products(F, o, stop - start)
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def _upper_products(F, d, n):  # pragma: no cover - compiled
+        """Rows ``d:`` of ``F`` (feature-major) set to the products of its first ``d`` rows,
+        ``F[a] F[b]`` for a ≤ b, the upper triangle row by row (``np.triu_indices`` order)."""
+        p = d
+        for a in range(d):
+            for b in range(a, d):
+                for j in range(n):
                     F[p, j] = F[a, j] * F[b, j]
                 p += 1
 
@@ -206,12 +212,7 @@ else:
             for i in range(d):
                 F[i, j] = X[j, i] - reference[i]
         if second == 0:
-            p = d
-            for a in range(d):
-                for b in range(a, d):
-                    for j in range(n):
-                        F[p, j] = F[a, j] * F[b, j]
-                    p += 1
+            _upper_products(F, d, n)
         elif second == 1:
             for a in range(d):
                 for j in range(n):

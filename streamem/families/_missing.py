@@ -49,7 +49,6 @@ ch. 11, Wiley.
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -57,7 +56,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import compiled
-from ._base import add_statistics
+from ._base import add_statistics, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -248,16 +247,6 @@ class MaskedBlock(NamedTuple):
         return np.where(self.missing, 0, self.values)
 
 
-def work_array(work: dict, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A contiguous float64 array of ``shape`` in the reused buffer ``work[name]`` (grown when
-    too small; the contents are not kept)."""
-    size = math.prod(shape)
-    buffer = work.get(name)
-    if buffer is None or buffer.size < size:
-        buffer = work[name] = np.empty(size)
-    return buffer[:size].reshape(shape)
-
-
 class MaskedFeatures:
     """The missing-value operations of a family whose features are independent given the
     component (a mixin without fields).
@@ -416,29 +405,27 @@ def pattern_order(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns the order, the number of missing entries of each row and its pattern id (equal ids
     for equal patterns).
     """
-    kernels = compiled()
-    if kernels is not None and missing.shape[1] <= 56:  # as below, compiled
-        keys = kernels.pattern_keys(missing)
-        shifts = np.array([*range(0, missing.shape[1], 8), 56], np.uint64)
-        order = kernels.stable_argsort(keys, shifts)
+    d = missing.shape[1]
+    if d <= 56:  # one integer per row, the count in its most significant byte: one sort
+        kernels = compiled()
+        if kernels is not None:  # the same keys and order, by a radix sort over their bytes
+            keys = kernels.pattern_keys(missing)
+            order = kernels.stable_argsort(keys, np.array([*range(0, d, 8), 56], np.uint64))
+        else:
+            padded = np.zeros((len(missing), 8), np.uint8)
+            padded[:, : -(-d // 8)] = np.packbits(missing, axis=1)
+            padded[:, 7] = missing.sum(axis=1, dtype=np.uint8)
+            keys = padded.view("<u8").ravel()
+            order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         pattern = np.empty(len(keys), np.intp)
         pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
         return order, (keys >> np.uint64(56)).astype(np.intp), pattern
     packed = np.ascontiguousarray(np.packbits(missing, axis=1))
     width = packed.shape[1]
-    if width <= 8:  # one integer per row: sorting integers is fastest
+    if width <= 8:  # one integer per pattern: sorting integers is fastest
         padded = np.zeros((packed.shape[0], 8), np.uint8)
         padded[:, :width] = packed
-        if width <= 7:  # the count in the most significant byte: one sort by (count, pattern)
-            counts = missing.sum(axis=1, dtype=np.uint8)
-            padded[:, 7] = counts
-            keys = padded.view("<u8").ravel()
-            order = np.argsort(keys, kind="stable")
-            ordered = keys[order]
-            pattern = np.empty(len(keys), np.intp)
-            pattern[order] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
-            return order, counts.astype(np.intp), pattern
         keys = padded.view(np.uint64).ravel()
     else:
         keys = packed.view(np.dtype((np.void, width))).ravel()

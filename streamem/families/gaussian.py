@@ -34,7 +34,7 @@ from scipy import linalg
 
 from .._kernels import compiled
 from . import _missing
-from ._base import COUNT_EPS, finite_mean, pooled_others
+from ._base import COUNT_EPS, finite_mean, pooled_others, work_array
 from ._missing import MaskedFeatures, MaskedGaussianStats
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -256,7 +256,7 @@ class Gaussian(MaskedFeatures):
         # the features and the empty rows compiled; which entries are missing is found from
         # the NaN when needed (imputation), a Gaussian having no base measure
         n, d = values.shape
-        features = _missing.work_array(work, "features", (3 * d, n))
+        features = work_array(work, "features", (3 * d, n))
         empty = kernels.gaussian_masked_block(values, reference, features)
         return features, None, empty
 
