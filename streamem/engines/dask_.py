@@ -332,9 +332,9 @@ class DaskEngine(ArrayEngine):
         persisted on an active ``dask.distributed`` cluster (and unweighted).
 
         Where the cluster's memory allows a second copy (the data under a quarter of it), each
-        worker's actor also holds the chunks of the next worker (in a ring): a group of
-        chunks that happen to live on one worker is then split between two, instead of one
-        worker E-stepping them in turn while the others wait.
+        worker's actor also holds the chunks of the next worker (in a ring over all the
+        workers): a group of chunks that happen to live on one worker is then split between
+        two, instead of one worker E-stepping them in turn while the others wait.
         """
         if self._holders is not None or self._unheld:
             return self._holders
@@ -360,14 +360,18 @@ class DaskEngine(ArrayEngine):
         by_worker: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
             by_worker.setdefault(min(where[key]), []).append(index)
-        workers = sorted(by_worker)
+        # the ring runs over every worker, so that one the scheduler gave no chunk still
+        # takes copies of its neighbour's
+        workers = sorted(set(threads) | set(by_worker))
         copies = len(workers) > 1 and 4 * self.X.nbytes < _cluster_memory()
         holders: dict[int, list[tuple[Any, int]]] = {}
         created = []
         for i, worker in enumerate(workers):
-            indices = by_worker[worker]
+            indices = by_worker.get(worker, [])
             if copies:  # the next worker's chunks too: copied here once, for the actor
-                indices = indices + by_worker[workers[(i + 1) % len(workers)]]
+                indices = indices + by_worker.get(workers[(i + 1) % len(workers)], [])
+            if not indices:
+                continue
             future = client.submit(
                 ChunkHolder,
                 threads.get(worker, 1),

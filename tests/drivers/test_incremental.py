@@ -64,15 +64,21 @@ def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows):
     )
 
 
-def test_chunks_of_one_worker_are_e_stepped_by_two(cluster_client, rows):
+@pytest.mark.parametrize("placement", ["scheduler", "one worker"])
+def test_chunks_of_one_worker_are_e_stepped_by_two(cluster_client, rows, placement):
     """Each worker's actor also holds the next worker's chunks (the data are far below a
-    quarter of the cluster's memory): a group whose chunks live on one worker is split
-    between both, with the same results."""
+    quarter of the cluster's memory), also a worker the scheduler gave none: a group whose
+    chunks live on one worker is split between both, with the same results."""
     from streamem.engines.dask_ import held_calls
 
     models = (a_model(rows),)
     with cluster_client.as_current():
-        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        X = da.from_array(rows, chunks=(500, 3))
+        if placement == "one worker":
+            X = cluster_client.persist(X, workers=[min(cluster_client.nthreads())])
+        else:
+            X = X.persist()
+        engine = DaskEngine(X)
         holders = engine._chunk_holders()
         assert all(len(held) == 2 for held in holders.values())
         by_actor = {}
