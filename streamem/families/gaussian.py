@@ -257,8 +257,18 @@ class Gaussian(MaskedFeatures):
         # the NaN when needed (imputation), a Gaussian having no base measure
         n, d = values.shape
         features = work_array(work, "features", (3 * d, n))
-        empty = kernels.gaussian_masked_block(values, reference, features)
-        return features, None, empty
+        if d > 64:
+            return features, None, kernels.gaussian_masked_block(values, reference, features), None
+        # rows that share few patterns (profiles cut at depths): the mask as a table
+        ids, keys, empty = np.empty(n, np.intp), np.empty(n, np.uint64), np.empty(n, bool)
+        count = kernels.gaussian_pattern_block(
+            values, reference, features, ids, keys, empty, max(n // _missing.PATTERN_SHARE, 1)
+        )
+        if count < 0:
+            return features, None, empty, None
+        bits = (keys[:count, None] >> np.arange(d, dtype=np.uint64)) & np.uint64(1)
+        table = _missing.PatternTable(ids, bits.astype(np.float64))
+        return features[: 2 * d], None, empty, table
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
         if not self._conditional:
