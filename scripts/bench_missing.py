@@ -9,12 +9,14 @@ iteration (one E-step pass over the data with the in-memory engine, plus the M-s
 * a nested pattern: each row observed down to a random depth (17 patterns, as profiles cut
   at different depths),
 
-and the ratio to the complete-data time. Timings are the best of ``--repeat`` iterations.
+and the ratio to the complete-data time. Timings are medians of ``--repeat`` iterations, the
+cases taken in turn (one iteration of each per round), so that a shared machine's drift
+weighs on every case alike.
 Peak memory is the largest traced allocation of one iteration (``tracemalloc``, which NumPy
 reports to) at N and at N/4, in chunks of a fixed number of rows as out of core: flat in N
 means it does not grow with the rows.
 
-Run: ``python scripts/bench_missing.py [--rows 1000000] [--repeat 3]``.
+Run: ``python scripts/bench_missing.py [--rows 1000000] [--repeat 7]``.
 """
 
 from __future__ import annotations
@@ -63,9 +65,15 @@ def iteration(engine: NumpyEngine, model: Mixture) -> float:
     return time.perf_counter() - start
 
 
-def best(engine: NumpyEngine, model: Mixture, repeat: int) -> float:
-    iteration(engine, model)  # warm up (page faults of the first pass)
-    return min(iteration(engine, model) for _ in range(repeat))
+def interleaved(runs: dict[str, tuple[NumpyEngine, Mixture]], repeat: int) -> dict[str, float]:
+    """Median seconds per iteration of each run, the runs taken in turn."""
+    for engine, model in runs.values():
+        iteration(engine, model)  # warm up (page faults of the first pass)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, (engine, model) in runs.items():
+            times[name].append(iteration(engine, model))
+    return {name: float(np.median(seconds)) for name, seconds in times.items()}
 
 
 def peak_memory(X: np.ndarray, model: Mixture) -> float:
@@ -82,7 +90,7 @@ def peak_memory(X: np.ndarray, model: Mixture) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     X = data(args.rows)
     cases = ["0%", "5%", "30%", "nested"]
@@ -98,11 +106,11 @@ def main() -> None:
             ).fit(X[:50_000])
         plain = mixture_of(start)
         marginal = plain._replace(family=Gaussian(covariance_type, 1e-6, "marginalize"))
-        reference = best(NumpyEngine(X), plain, args.repeat)
-        cells = []
-        for case in cases:
-            seconds = best(NumpyEngine(gapped[case]), marginal, args.repeat)
-            cells.append(f"{seconds:6.3f} ({seconds / reference:4.2f}×)")
+        runs = {"complete": (NumpyEngine(X), plain)}
+        runs.update({case: (NumpyEngine(gapped[case]), marginal) for case in cases})
+        seconds = interleaved(runs, args.repeat)
+        reference = seconds["complete"]
+        cells = [f"{seconds[c]:6.3f} ({seconds[c] / reference:4.2f}×)" for c in cases]
         quarter = peak_memory(gapped["30%"][: args.rows // 4], marginal)
         whole = peak_memory(gapped["30%"], marginal)
         print(

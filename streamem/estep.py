@@ -22,13 +22,12 @@ import numpy as np
 from ._kernels import compiled
 from ._validation import check_weight_values, row_range
 from .families._base import Mixture, add_statistics, block_rows, log_weights
-from .families._missing import TableTerms, missing_policy, nan_hint, supports_missing
+from .families._missing import missing_policy, nan_hint, supports_missing
 from .sources import Rows, labelled
 
 # Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
 FLUSH_BELOW = 1e-300
 _NONE = np.empty(0)  # no row weights / base measure, for the compiled kernels
-_NO_IDS, _NO_TERMS = np.empty(0, np.intp), np.empty((1, 0))  # no pattern table
 
 
 class EStepResult(NamedTuple):
@@ -128,15 +127,13 @@ def weigh_responsibilities(
     w: np.ndarray | None,
     counts: np.ndarray,
     rows: np.ndarray | None = None,
-    patterns: TableTerms | None = None,
 ) -> float:
     """``log_prob + bias`` (K, n) becomes the responsibilities times the row weights ``w``,
     in place; ``counts`` (K,) gets their sums; returns ``Σ w (log p(x) + h)``.
 
     With ``kernels`` (:func:`streamem._kernels.compiled`), three calls that release the GIL
     (``rows``, (2, ≥ n), is their work space); without, :func:`normalize_log_prob` and NumPy,
-    the reference. ``patterns`` (compiled kernels only): each row's pattern's terms are
-    added to ``log_prob`` and the responsibilities are also summed per pattern.
+    the reference.
     """
     if kernels is None:
         log_prob += bias[:, None]
@@ -153,8 +150,7 @@ def weigh_responsibilities(
     n = log_prob.shape[1]
     rows = np.empty((2, n)) if rows is None else rows
     peak, norm = rows[0, :n], rows[1, :n]
-    ids, terms, sums = (_NO_IDS, _NO_TERMS, _NO_TERMS) if patterns is None else patterns
-    kernels.shift_by_peak(log_prob, bias, peak, terms, ids)
+    kernels.shift_by_peak(log_prob, bias, peak)
     np.exp(log_prob, out=log_prob)
     return kernels.responsibilities(
         log_prob,
@@ -164,8 +160,6 @@ def weigh_responsibilities(
         norm,
         counts,
         FLUSH_BELOW,
-        ids,
-        sums,
     )
 
 
@@ -445,11 +439,8 @@ def _chunk_estep_missing(
                 for j, (i, _, coefficients) in enumerate(terms):
                     resp, carry = family.missing_log_prob(block, coefficients)
                     rows_work = work if resp.shape[1] <= step else None
-                    # a table of patterns: their terms are added, and the responsibilities
-                    # summed per pattern, in the kernel's passes
-                    patterns = carry if isinstance(carry, TableTerms) else None
                     part = weigh_responsibilities(
-                        kernels, resp, biases[j], None, bw, found[j], rows_work, patterns
+                        kernels, resp, biases[j], None, bw, found[j], rows_work
                     )
                     log_likelihood[i] += part
                     finite = finite and math.isfinite(part)
@@ -539,8 +530,6 @@ def _blocks_with_gaps(
         if family.missing_check(block) is not None:
             raise _rows_error(family, X[block.rows], rows[block.rows], row_offset)
         log_prob, carry = family.missing_log_prob(block, coefficients)
-        if isinstance(carry, TableTerms):  # the patterns' terms left to the chunk kernel
-            log_prob += carry.terms[:, carry.ids]
         yield family, coefficients, block, log_prob, carry
 
 

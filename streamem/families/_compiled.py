@@ -227,25 +227,17 @@ else:
                     F[d, j] += F[a, j] * F[a, j]
 
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-    def shift_by_peak(log_prob, bias, peak, terms, ids):  # pragma: no cover - compiled
-        """``log_prob`` (K, n) plus ``bias`` (K,) (and, unless ``ids`` is empty, each row's
-        pattern's ``terms[:, ids]``, (K, P)), minus its column maxima ``peak`` (n,), in place;
-        a column without a finite maximum keeps its values (its peak is set to 0)."""
+    def shift_by_peak(log_prob, bias, peak):  # pragma: no cover - compiled
+        """``log_prob`` (K, n) plus ``bias`` (K,), minus its column maxima ``peak`` (n,), in
+        place; a column without a finite maximum keeps its values (its peak is set to 0)."""
         k, n = log_prob.shape
         for j in range(n):
             peak[j] = -np.inf
         for c in range(k):
-            row, term = log_prob[c], terms[c % terms.shape[0]]
-            if ids.shape[0] > 0:
-                for j in range(n):
-                    value = row[j] + term[ids[j]] + bias[c]
-                    row[j] = value
-                    peak[j] = max(peak[j], value)
-            else:
-                for j in range(n):
-                    value = row[j] + bias[c]
-                    row[j] = value
-                    peak[j] = max(peak[j], value)
+            for j in range(n):
+                value = log_prob[c, j] + bias[c]
+                log_prob[c, j] = value
+                peak[j] = max(peak[j], value)
         for j in range(n):
             if not np.isfinite(peak[j]):
                 peak[j] = 0.0
@@ -258,12 +250,11 @@ else:
                 log_prob[c, j] = -np.inf if value < UNDERFLOW else value  # NaN stays NaN
 
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-    def responsibilities(p, peak, h, w, norm, counts, flush, ids, sums):  # pragma: no cover
+    def responsibilities(p, peak, h, w, norm, counts, flush):  # pragma: no cover - compiled
         """From ``p = exp(log p − peak)`` (K, n), in place, the responsibilities (below
         ``flush`` set to 0, then times the row weights ``w`` unless ``w`` is empty); into
         ``norm`` (n,) each row's log-likelihood ``log Σ_k p + peak`` (plus ``h`` unless
-        empty), into ``counts`` (K,) the responsibilities' sums and, unless ``ids`` is empty,
-        into ``sums`` (K, P) their sums over the rows of each pattern; returns ``Σ w · norm``."""
+        empty), into ``counts`` (K,) the responsibilities' sums; returns ``Σ w · norm``."""
         k, n = p.shape
         weighted = w.shape[0] > 0
         for j in range(n):
@@ -281,11 +272,6 @@ else:
                 p[c, j] = r
                 total += r
             counts[c] = total
-            if ids.shape[0] > 0:
-                row, by_pattern = p[c], sums[c]
-                by_pattern[:] = 0.0
-                for j in range(n):
-                    by_pattern[ids[j]] += row[j]
         log_likelihood = 0.0
         for j in range(n):
             value = math.log(norm[j]) + peak[j]
@@ -478,6 +464,23 @@ else:
                         )
 
     @njit(cache=True, nogil=True)
+    def observed_means(X, means):  # pragma: no cover - compiled
+        """Each column's mean over its entries that are not NaN into ``means`` (D,), 0 for a
+        column with none (a reduction down the columns of a few thousand rows costs NumPy
+        ~70 µs a call)."""
+        n, d = X.shape
+        counts = np.zeros(d)
+        means[:] = 0.0
+        for i in range(n):
+            for j in range(d):
+                v = X[i, j]
+                if v == v:
+                    means[j] += v
+                    counts[j] += 1.0
+        for j in range(d):
+            means[j] = means[j] / counts[j] if counts[j] > 0 else 0.0
+
+    @njit(cache=True, nogil=True)
     def gaussian_masked_block(values, reference, features):  # pragma: no cover - compiled
         """A diagonal or spherical Gaussian's masked features ``[m ⊙ x', m ⊙ x'², m]``
         into ``features`` (3D, n) for rows with NaN (``x' = x − reference``); returns the
@@ -505,91 +508,3 @@ else:
             for i in range(n):
                 empty[i] &= mask[i] == 0.0
         return empty
-
-    @njit(cache=True, nogil=True)
-    def observed_means(X, means):  # pragma: no cover - compiled
-        """Each column's mean over its entries that are not NaN into ``means`` (D,), 0 for a
-        column with none (a reduction down the columns of a few thousand rows costs NumPy
-        ~70 µs a call)."""
-        n, d = X.shape
-        counts = np.zeros(d)
-        means[:] = 0.0
-        for i in range(n):
-            for j in range(d):
-                v = X[i, j]
-                if v == v:
-                    means[j] += v
-                    counts[j] += 1.0
-        for j in range(d):
-            means[j] = means[j] / counts[j] if counts[j] > 0 else 0.0
-
-    #: Multiplier of the pattern keys' hash (Fibonacci hashing: 2⁶⁴ / φ).
-    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-    @njit(cache=True, nogil=True)
-    def gaussian_pattern_block(
-        values, reference, features, ids, keys, empty, limit
-    ):  # pragma: no cover - compiled
-        """``gaussian_masked_block`` for blocks whose rows share few missingness patterns
-        (D ≤ 64): ``[m ⊙ x', m ⊙ x'²]`` into ``features[:2D]``, each row's pattern into
-        ``ids`` (n,), the patterns' observed bits into ``keys`` and the rows with none
-        observed into ``empty``; returns the number of patterns. Past ``limit`` patterns it
-        returns -1 with the whole ``[m ⊙ x', m ⊙ x'², m]`` in ``features`` (3D rows), as
-        ``gaussian_masked_block`` (``ids`` and ``keys`` then mean nothing)."""
-        n, d = values.shape
-        size, shift = 2, 63  # a table at least twice the patterns, hashed to its top bits
-        while size < 2 * limit:
-            size, shift = 2 * size, shift - 1
-        bits = np.uint64(shift)
-        slots = np.full(size, -1, np.int64)
-        count = 0
-        last_key, last_id = np.uint64(0), -1
-        for i in range(n):
-            key = np.uint64(0)
-            for j in range(d):
-                v = values[i, j] - reference[j]
-                features[j, i] = v
-                key |= np.uint64(v == v) << np.uint64(j)  # NaN stays NaN
-            if count < 0:
-                continue
-            if last_id >= 0 and key == last_key:
-                ids[i] = last_id
-                continue
-            h = (key * _GOLDEN) >> bits
-            while True:
-                slot = slots[h]
-                if slot < 0:
-                    if count == limit:
-                        count = -1
-                        break
-                    slots[h] = count
-                    keys[count] = key
-                    ids[i] = count
-                    count += 1
-                    break
-                if keys[slot] == key:
-                    ids[i] = slot
-                    break
-                h = (h + np.uint64(1)) & np.uint64(size - 1)
-            last_key, last_id = key, ids[i]
-        for j in range(d):  # selects, not branches: random gaps would mispredict
-            x, square, mask = features[j], features[d + j], features[2 * d + j]
-            for i in range(n):
-                v = x[i]
-                ok = v == v  # False for NaN
-                w = v if ok else 0.0
-                x[i] = w
-                square[i] = w * w
-                if count < 0:  # the mask's rows only where the patterns are not a table
-                    mask[i] = 1.0 if ok else 0.0
-        if count < 0:
-            for i in range(n):
-                empty[i] = True
-            for j in range(d):
-                mask = features[2 * d + j]
-                for i in range(n):
-                    empty[i] &= mask[i] == 0.0
-        else:
-            for i in range(n):
-                empty[i] = keys[ids[i]] == 0
-        return count

@@ -20,8 +20,7 @@ Two kinds of families (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
   where it is observed; the E-step is still one GEMM per block, and the statistics gain
   per-feature observed weights ``Σ r m`` that the M-step divides by. :class:`MaskedFeatures`
   implements the operations from a family's ``masked_features``, ``masked_coefficients`` and
-  ``masked_finalize``. Where a block's rows share few patterns, the mask may be a table of
-  them (:class:`PatternTable`): its terms are then computed once per pattern.
+  ``masked_finalize``.
 * **Full and tied Gaussians**: the missing entries are latent variables. Given the observed
   ones, under component ``k`` they are Gaussian with mean ``E[x_m | x_o, k]`` and covariance
   ``W = (P_mm)⁻¹`` (``P`` the precision); the expected statistics use the filled-in row
@@ -211,48 +210,6 @@ def chan_subtract(
 # -- blocks of rows with missing entries --------------------------------------------------------
 
 
-#: A block's mask is a table of its patterns (:class:`PatternTable`) where it has at most one
-#: pattern per this many rows: its terms then cost less than the mask's D rows in both GEMMs.
-PATTERN_SHARE = 4
-
-
-class PatternTable(NamedTuple):
-    """The missingness patterns of a block whose rows share few: the mask part of the masked
-    features as a table, ``m = observed[ids]``, so that the GEMMs take D features fewer and the
-    mask's terms are computed once per pattern.
-
-    Attributes
-    ----------
-    ids : ndarray of int, shape (b,)
-        Each row's pattern.
-    observed : ndarray of shape (P, D)
-        Each pattern's observed entries (1.0) and missing ones (0.0).
-    """
-
-    ids: np.ndarray
-    observed: np.ndarray
-
-
-class TableTerms(NamedTuple):
-    """A block's :class:`PatternTable` in the chunk kernel: the mask's terms of the
-    log-densities, added to each row's by the kernel's passes, which also sum the
-    responsibilities per pattern into ``sums``.
-
-    Attributes
-    ----------
-    ids : ndarray of int, shape (b,)
-        Each row's pattern.
-    terms : ndarray of shape (K, P)
-        Each pattern's term of every component's log-density.
-    sums : ndarray of shape (K, P)
-        The responsibilities summed over each pattern's rows (filled by the kernel).
-    """
-
-    ids: np.ndarray
-    terms: np.ndarray
-    sums: np.ndarray
-
-
 class MaskedBlock(NamedTuple):
     """Rows with missing entries, as masked features (families of independent features).
 
@@ -261,7 +218,7 @@ class MaskedBlock(NamedTuple):
     rows : ndarray of int
         Indices of the block's rows among the rows given to ``missing_blocks``.
     features : ndarray of shape (P', b)
-        Masked features (without the mask's D rows where ``patterns`` is given).
+        Masked features.
     base : ndarray of shape (b,) or None
         Base measure of the observed entries.
     empty : ndarray of bool, shape (b,)
@@ -274,9 +231,6 @@ class MaskedBlock(NamedTuple):
     work : dict
         Work arrays shared by the blocks of one pass over a chunk (a block's arrays are
         valid until the next block is drawn).
-    patterns : PatternTable or None
-        The mask as a table of the block's patterns, or None: the mask is the features' last
-        D rows.
     """
 
     rows: np.ndarray
@@ -286,7 +240,6 @@ class MaskedBlock(NamedTuple):
     values: np.ndarray
     mask: np.ndarray | None
     work: dict
-    patterns: PatternTable | None = None
 
     @property
     def missing(self) -> np.ndarray:
@@ -330,23 +283,21 @@ class MaskedFeatures:
             stop = min(start + step, X.shape[0])
             values = X[start:stop]
             given = None if observed is None else ~observed[start:stop]
-            features, missing, empty, patterns = self.masked_block(values, given, reference, work)
+            features, missing, empty = self.masked_block(values, given, reference, work)
             # a family without a base measure may leave the mask to be found when needed
             base = None if missing is None else self.masked_base_log_measure(values, missing)
-            rows = np.arange(start, stop)
-            yield MaskedBlock(rows, features, base, empty, values, missing, work, patterns)
+            yield MaskedBlock(np.arange(start, stop), features, base, empty, values, missing, work)
 
     def masked_block(
         self, values: np.ndarray, missing: np.ndarray | None, reference: Any, work: dict
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, PatternTable | None]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The masked features of a block's rows, which entries are missing (found from the
         NaN when ``missing`` is None; a family without a base measure may return None, to
-        be found when needed), which rows have none observed, and the mask as a table of
-        patterns (None: the mask is the features' last D rows)."""
+        be found when needed) and which rows have none observed."""
         missing = np.isnan(values) if missing is None else missing
         # a reduction over D along long rows: 3× faster than over each row's few
         empty = np.ascontiguousarray(missing.T).all(axis=0)
-        return self.masked_features(values, missing, reference), missing, empty, None
+        return self.masked_features(values, missing, reference), missing, empty
 
     def missing_check(self, block: MaskedBlock) -> str | None:
         """Why the observed entries of a block are not valid data, or None."""
@@ -362,40 +313,20 @@ class MaskedFeatures:
     def missing_coefficients(self, params: Any, reference: Any) -> Any:
         return self.masked_coefficients(params, reference)
 
-    def missing_log_prob(
-        self, block: MaskedBlock, coefficients: Any
-    ) -> tuple[np.ndarray, TableTerms | None]:
-        """``log p_k(x_o)`` (K, b); for a block whose mask is a table of patterns (the chunk
-        kernel's only), without the patterns' terms, which the carry holds."""
+    def missing_log_prob(self, block: MaskedBlock, coefficients: Any) -> tuple[np.ndarray, None]:
         A, b = coefficients
         log_prob = work_array(block.work, "log_prob", (A.shape[0], block.features.shape[1]))
-        patterns = block.patterns
-        if patterns is None:
-            np.matmul(A, block.features, out=log_prob)
-            if b.any():
-                log_prob += b[:, None]
-            if block.base is not None:
-                log_prob += block.base
-            return log_prob, None
-        # the mask's terms once per pattern, added to the rows by the chunk kernel's passes
-        d = patterns.observed.shape[1]
-        np.matmul(A[:, :-d], block.features, out=log_prob)
+        np.matmul(A, block.features, out=log_prob)
+        if b.any():
+            log_prob += b[:, None]
         if block.base is not None:
             log_prob += block.base
-        terms = A[:, -d:] @ patterns.observed.T + b[:, None]
-        return log_prob, TableTerms(patterns.ids, terms, np.empty_like(terms))
+        return log_prob, None
 
     def missing_sums(
-        self, block: MaskedBlock, coefficients: Any, carry: TableTerms | None, resp: np.ndarray
+        self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
     ) -> np.ndarray:
-        F = block.features
-        if carry is None:
-            return add_statistics(np.zeros((len(resp), len(F))), resp, F)
-        observed = block.patterns.observed
-        sums = np.zeros((len(resp), len(F) + observed.shape[1]))
-        add_statistics(sums[:, : len(F)], resp, F)
-        sums[:, len(F) :] = carry.sums @ observed
-        return sums
+        return add_statistics(np.zeros((len(resp), len(block.features))), resp, block.features)
 
     def missing_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
         return self.masked_finalize(counts, sums, reference)

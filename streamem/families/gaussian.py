@@ -239,10 +239,11 @@ class Gaussian(MaskedFeatures):
     def missing_width(self, n_features: int, n_expanded: int) -> int:
         # the conditional kernel's per-row work arrays are (K, D) per row, several of them; it
         # gains from blocks larger than the complete-data kernel's (fewer pattern groups)
-        # diag/spherical: 3D masked features, counted as 5D so that a block's features stay
-        # under ~1 MiB; past that the statistics GEMM (K rows) ran at half its speed per row
-        # (D = 16, K = 8: 1.41× the complete data's E-step per chunk against 1.92×)
-        return 2 * n_features if self._conditional else 5 * n_features
+        # diag/spherical: 3D masked features, counted as 4D so that a block's features stay
+        # just under 1 MiB, where the statistics GEMM would be sliced (add_statistics): the
+        # largest such blocks, so the least Python per row (D = 16, K = 8, two threads:
+        # 1.32× the complete data's iteration with nested gaps, 1.39× counted as 5D)
+        return 2 * n_features if self._conditional else 4 * n_features
 
     def missing_blocks(self, X, observed, reference, step):
         if not self._conditional:
@@ -257,18 +258,8 @@ class Gaussian(MaskedFeatures):
         # the NaN when needed (imputation), a Gaussian having no base measure
         n, d = values.shape
         features = work_array(work, "features", (3 * d, n))
-        if d > 64:
-            return features, None, kernels.gaussian_masked_block(values, reference, features), None
-        # rows that share few patterns (profiles cut at depths): the mask as a table
-        ids, keys, empty = np.empty(n, np.intp), np.empty(n, np.uint64), np.empty(n, bool)
-        count = kernels.gaussian_pattern_block(
-            values, reference, features, ids, keys, empty, max(n // _missing.PATTERN_SHARE, 1)
-        )
-        if count < 0:
-            return features, None, empty, None
-        bits = (keys[:count, None] >> np.arange(d, dtype=np.uint64)) & np.uint64(1)
-        table = _missing.PatternTable(ids, bits.astype(np.float64))
-        return features[: 2 * d], None, empty, table
+        empty = kernels.gaussian_masked_block(values, reference, features)
+        return features, None, empty
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
         if not self._conditional:
