@@ -165,13 +165,15 @@ def add_statistics(sums: np.ndarray, resp: np.ndarray, F: np.ndarray) -> np.ndar
     return sums
 
 
-def work_array(work: dict, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A contiguous float64 array of ``shape`` in the reused buffer ``work[name]`` (grown when
-    too small; the contents are not kept)."""
+def work_array(
+    work: dict, name: str, shape: tuple[int, ...], dtype: type = np.float64
+) -> np.ndarray:
+    """A contiguous array of ``shape`` and ``dtype`` (float64) in the reused buffer
+    ``work[name]`` (grown when too small; the contents are not kept)."""
     size = math.prod(shape)
     buffer = work.get(name)
     if buffer is None or buffer.size < size:
-        buffer = work[name] = np.empty(size)
+        buffer = work[name] = np.empty(size, dtype)
     return buffer[:size].reshape(shape)
 
 

@@ -144,12 +144,11 @@ else:
                 p += 1
 
     @njit(cache=True, nogil=True)
-    def gather_centred(X, missing, rows, reference):  # pragma: no cover - compiled
-        """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, (n, D) float64,
-        and their rows of ``missing``: one pass (NumPy: a gather, a subtraction, a mask)."""
+    def gather_centred(X, missing, rows, reference, centred, block_missing):  # pragma: no cover
+        """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, into ``centred``
+        (n, D) float64, and their rows of ``missing`` into ``block_missing`` (n, D): one pass
+        (NumPy: a gather, a subtraction, a mask)."""
         n, d = rows.shape[0], X.shape[1]
-        centred = np.empty((n, d))
-        block_missing = np.empty((n, d), np.bool_)
         for i in range(n):
             row = rows[i]
             for j in range(d):
@@ -336,9 +335,13 @@ else:
                     for i in range(m):
                         W[a, b, i] += T[q, a, i] * T[q, b, i]
 
+    def conditional_scratch(d: int, k: int) -> int:
+        """Entries of ``conditional_rows``' ``scratch`` for D features and K components."""
+        return (3 * d * d + d + 1) * BATCH_RUNS * k
+
     @njit(cache=True, nogil=True, fastmath=FAST)
     def conditional_rows(
-        x, missing, products, shift, precisions, log_norm, offset, terms, filled, space
+        x, missing, products, shift, precisions, log_norm, offset, terms, filled, space, scratch
     ):  # pragma: no cover
         """The conditional algebra of rows sorted by missingness pattern.
 
@@ -357,7 +360,10 @@ else:
           at ``covariances[offsets[u]:offsets[u + 1]]`` (its upper triangle only).
 
         ``terms``, ``filled`` and ``space`` (at least Σ s² K entries over the rows) are
-        where the results are written: work arrays the caller reuses.
+        where the results are written, ``scratch`` (``conditional_scratch(D, K)`` entries)
+        holds the factorisations: work arrays the caller reuses (fresh arrays of a few MiB
+        per block cost page faults where freed memory goes back to the system at once, as
+        dask.distributed's workers have it).
         """
         d = x.shape[1]
         k = shift.shape[1]
@@ -370,11 +376,12 @@ else:
         # work arrays no larger than the call needs (a few runs, or small patterns, are common)
         size = max(counts.max(), 1) if runs else 1
         width = min(BATCH_RUNS, runs) * k
-        A = np.empty((size, size, width))
-        T = np.empty((size, size, width))
-        W = np.empty((size, size, width))
-        inverse = np.empty((size, width))
-        log_det = np.empty(width)
+        cube = size * size * width
+        A = scratch[:cube].reshape((size, size, width))
+        T = scratch[cube : 2 * cube].reshape((size, size, width))
+        W = scratch[2 * cube : 3 * cube].reshape((size, size, width))
+        inverse = scratch[3 * cube : 3 * cube + size * width].reshape((size, width))
+        log_det = scratch[3 * cube + size * width : 3 * cube + (size + 1) * width]
         index = np.empty((BATCH_RUNS, d), np.int64)
         y = np.empty((size, k))
         quad = np.empty(k)

@@ -503,7 +503,14 @@ def conditional_blocks(
                 centred = X[rows] - reference
                 zero_where(centred, block_missing)
             else:
-                centred, block_missing = kernels.gather_centred(X, missing, rows, reference)
+                centred, block_missing = kernels.gather_centred(
+                    X,
+                    missing,
+                    rows,
+                    reference,
+                    work_array(work, "centred", (len(rows), d)),
+                    work_array(work, "block_missing", (len(rows), d), np.bool_),
+                )
             block_counts = counts[start:stop]
             block_runs = run_of_row[start - begin : stop - begin]
             groups = []
@@ -852,7 +859,7 @@ def conditional_log_prob(
             quadratic = np.broadcast_to(quadratic, (k, n))
         quadratic = quadratic - 2.0 * (shift @ x.T) + coefficients.offset[:, None]
         log_prob = log_norm[:, None] - 0.5 * quadratic
-    carry, singles = [], []
+    carry, singles, bound = [], [], 0
     for group in block.groups:
         columns = block.slab.columns[group.s]
         sizes = np.diff(group.starts, append=group.stop - group.start)
@@ -877,6 +884,7 @@ def conditional_log_prob(
         v = W = None
         if len(single) and kernels is not None:
             singles.append(group.start + single)
+            bound += group.s * group.s * len(single)  # Σ s²: the entries of their W per K
         elif len(single):
             W, log_det = table[group.s]
             v, correction = _solve_rows(group, single, products, shift, columns, W)
@@ -890,14 +898,14 @@ def conditional_log_prob(
     result = ConditionalCarry(carry)
     if singles:
         rows = np.concatenate(singles)
-        xs, missing = x[rows], block.missing[rows]
+        # every row of the block (random gaps; the rows are increasing): no gathers
+        whole = len(rows) == n
+        xs, missing = (x, block.missing) if whole else (x[rows], block.missing[rows])
         last = coefficients.precisions_last
         work = block.work
         ps = np.matmul(
             xs, last.reshape(d, -1), out=work_array(work, "products", (len(rows), d * k))
         )
-        # Σ s² K bounds the patterns' W, which the kernel stores (upper triangles)
-        bound = k * int(np.square(missing.sum(axis=1, dtype=np.int64)).sum())
         terms, filled, *patterns = kernels.conditional_rows(
             xs,
             missing,
@@ -906,13 +914,16 @@ def conditional_log_prob(
             last,
             log_norm,
             coefficients.offset,
-            work_array(work, "terms", (k, len(rows))),
+            log_prob if whole else work_array(work, "terms", (k, len(rows))),
             work_array(work, "filled", (k, len(rows), d)),
-            work_array(work, "covariances", (bound,)),
+            work_array(work, "covariances", (k * bound,)),  # the patterns' W
+            work_array(work, "scratch", (kernels.conditional_scratch(d, k),)),
         )
-        log_prob[:, rows] = terms
+        if not whole:
+            log_prob[:, rows] = terms
         result = ConditionalCarry(carry, rows, filled, (missing, *patterns))
-    log_prob[:, block.empty] = 0.0
+    if block.empty.any():
+        log_prob[:, block.empty] = 0.0
     return log_prob, result
 
 
@@ -990,7 +1001,7 @@ def conditional_sums(
     second = np.zeros((k, d, d))
     if carry.rows is not None:  # the compiled kernels' solves
         rows, filled = carry.rows, carry.filled
-        r = np.ascontiguousarray(resp[:, rows])
+        r = resp if len(rows) == resp.shape[1] else np.ascontiguousarray(resp[:, rows])
         compiled().add_covariances(carry.patterns[0], r, *carry.patterns[1:], second)
     else:
         rows, filled = _filled_single_rows(block, carry.groups, k)
