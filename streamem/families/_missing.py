@@ -386,7 +386,8 @@ class ConditionalBlock(NamedTuple):
     ``x − c`` with missing entries 0; ``empty`` marks rows with nothing observed, ``missing``
     (b, D) the missing entries, ``groups`` the rows of each number of missing entries,
     ``slab`` the patterns they refer to and ``work`` the work arrays shared by the blocks of
-    one call (what the kernels leave of a block is valid until the next is drawn).
+    one call (with the compiled kernels ``centred`` and ``missing`` are among them: a block,
+    and what the kernels leave of it, is valid until the next is drawn).
     """
 
     rows: np.ndarray
