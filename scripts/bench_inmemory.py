@@ -6,7 +6,9 @@ both draw their initial responsibilities with ``init_params='random_from_data'``
 seed (streamem from its initialisation sample of ``init_size`` rows, the default 100 000).
 Seconds per iteration are the difference between fits of ``1 + ITERATIONS`` and ``1``
 iterations, divided by ``ITERATIONS``, so the fixed costs (input validation, initialisation,
-scikit-learn's final E-step) cancel; the median of ``REPEATS`` runs is reported. The same
+scikit-learn's final E-step) cancel; the median of ``REPEATS`` runs is reported.
+``ITERATIONS`` is ``--iterations`` (3) or, where those take less than ``--min-seconds`` (1 s),
+as many as take that long ("iters", streamem's; scikit-learn's are counted alike). The same
 difference of process CPU time (all threads) gives streamem's CPU seconds per wall second of an
 iteration ("cpu/wall"; 2.0 is both cores of a 2-core machine busy). Peak memory above the data
 is measured separately with ``tracemalloc`` (NumPy reports its allocations to it) over one fit
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import time
 import tracemalloc
 import warnings
@@ -90,8 +93,18 @@ def fit(cls, X, k, kind, start, max_iter):
     return model
 
 
-def seconds_per_iteration(cls, X, k, kind, start, iterations, repeats) -> tuple[float, float]:
-    """Median wall seconds per iteration, and the CPU seconds per wall second of those."""
+def seconds_per_iteration(
+    cls, X, k, kind, start, iterations, repeats, min_seconds
+) -> tuple[float, float, int]:
+    """Median wall seconds per iteration, the CPU seconds per wall second of those, and the
+    iterations timed: at least ``iterations``, more where those take under ``min_seconds``
+    (a CPU-time ratio over a tenth of a second is mostly the noise of its two ends)."""
+    per_iteration, _ = _timed(cls, X, k, kind, start, iterations, 1)
+    iterations = max(iterations, math.ceil(min_seconds / max(per_iteration, 1e-6)))
+    return (*_timed(cls, X, k, kind, start, iterations, repeats), iterations)
+
+
+def _timed(cls, X, k, kind, start, iterations, repeats) -> tuple[float, float]:
     samples, cpu = [], []
     for _ in range(repeats):
         gc.collect()
@@ -143,6 +156,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/10 of the rows, 1 repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument(
+        "--min-seconds", type=float, default=1.0, help="time at least this much per fit"
+    )
     parser.add_argument("--bayesian", action="store_true", help="only BayesianGaussianMixture")
     parser.add_argument("--rows", help="only these rows of the table, e.g. 0,1 (from 0)")
     args = parser.parse_args()
@@ -156,7 +172,7 @@ def main() -> None:
     header = (
         f"{'N':>9} {'D':>3} {'K':>3} {'type':>8} | {'s/iter streamem':>15} "
         f"{'s/iter sklearn':>14} {'speed-up':>8} | {'cpu/wall':>8} {'GEMM bound':>10} "
-        f"{'x bound':>7} | {'MiB streamem':>12} {'MiB sklearn':>11} {'ratio':>6}"
+        f"{'x bound':>7} | {'MiB streamem':>12} {'MiB sklearn':>11} {'ratio':>6} | {'iters':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -169,8 +185,9 @@ def main() -> None:
         n //= scale
         X = make_data(n, d, k)
         start = {} if cls in BAYESIAN else initial_parameters(X, k, kind)
-        ours, cpu = seconds_per_iteration(cls, X, k, kind, start, args.iterations, repeats)
-        theirs, _ = seconds_per_iteration(peer, X, k, kind, start, args.iterations, repeats)
+        timing = (args.iterations, repeats, args.min_seconds)
+        ours, cpu, iterations = seconds_per_iteration(cls, X, k, kind, start, *timing)
+        theirs, _, _ = seconds_per_iteration(peer, X, k, kind, start, *timing)
         bound = gemm_flops(n, d, k, kind) / (rate32 if X.dtype == np.float32 else rate64)
         mem_ours = peak_memory(cls, X, k, kind, start)
         mem_theirs = peak_memory(peer, X, k, kind, start)
@@ -179,7 +196,7 @@ def main() -> None:
             f"{n:>9} {d:>3} {k:>3} {label:>8} | {ours:>15.3f} {theirs:>14.3f} "
             f"{theirs / ours:>7.2f}x | {cpu:>8.2f} {bound:>10.3f} {ours / bound:>6.2f}x | "
             f"{mem_ours:>12.1f} {mem_theirs:>11.1f} "
-            f"{mem_ours / mem_theirs:>6.3f}",
+            f"{mem_ours / mem_theirs:>6.3f} | {iterations:>5}",
             flush=True,
         )
         del X
