@@ -172,9 +172,11 @@ def main() -> None:
                             ),
                         }
                         load = os.getloadavg()[0]  # of the fits, before the scoring
-                        reached = report(store, kind, init_params, engine, runs, chunk_rows, load)
+                        reached, per_pass = report(
+                            store, kind, init_params, engine, runs, chunk_rows, load
+                        )
                         times = repeat(store, kind, start, chunk_rows, reached, args.repeats)
-                    summary.append(summarise(kind, init_params, engine, reached, times))
+                    summary.append(summarise(kind, init_params, engine, reached, per_pass, times))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print("\nincremental (and online) vs batch, time to within 1e-6 relative (1e-3 for online)")
@@ -197,7 +199,9 @@ def repeat(store, kind, start, chunk_rows, reached, repeats) -> dict:
     return times
 
 
-def report(store, kind, init_params, engine, runs, chunk_rows, load) -> dict:
+def report(store, kind, init_params, engine, runs, chunk_rows, load) -> tuple[dict, dict]:
+    """Print the table of one configuration; return when each algorithm reached each
+    threshold ``{(name, relative): (passes, seconds)}`` and its median seconds per pass."""
     batch_models = runs["batch"][2]
     optimum = float(score_models(store, batch_models[-1:], chunk_rows)[0])
     print(
@@ -222,17 +226,15 @@ def report(store, kind, init_params, engine, runs, chunk_rows, load) -> dict:
                 cells.append(f"{hit + 1:>{18 if relative else 14}} {stamps[hit]:>8.2f}")
         per_pass[name] = np.median(np.diff(np.r_[0.0, stamps])) if len(stamps) else np.nan
         print(f"{name:>12} | {cells[0]} | {cells[1]} | {per_pass[name]:>7.3f}")
-    reached["per pass"] = per_pass
-    return reached
+    return reached, per_pass
 
 
-def summarise(kind, init_params, engine, reached, times) -> str:
+def summarise(kind, init_params, engine, reached, per_pass, times) -> str:
     """One line: passes and (median) seconds to 1e-6 of batch and incremental EM."""
     batch = reached.get(("batch", True))
     incremental = reached.get(("incremental", True))
     online = reached.get(("online", False))
     batch_3 = reached.get(("batch", False))
-    per_pass = reached["per pass"]
     text = f"{kind:>5} {init_params:>16} {engine:>8}: "
     if batch and incremental:
         seconds = {name: float(np.median(t)) for name, t in times.items()} or {

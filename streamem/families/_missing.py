@@ -516,8 +516,7 @@ def conditional_blocks(
             block_runs = run_of_row[start - begin : stop - begin]
             groups = []
             edges = np.flatnonzero(np.diff(block_counts)) + 1
-            ends = np.append(edges, stop - start)
-            for a, b in zip(ends - np.diff(ends, prepend=0), ends, strict=True):
+            for a, b in zip(np.append(0, edges), np.append(edges, stop - start), strict=True):
                 s = int(block_counts[a])
                 if s == d:  # nothing observed: handled as empty rows
                     continue
@@ -850,8 +849,8 @@ def conditional_log_prob(
     k = len(shift)
     kernels = compiled()
     table, known = _slab_tables(block.slab, coefficients, every=kernels is None)
+    # every row is written below: a frequent pattern's run, a rare row or an empty one
     log_prob = work_array(block.work, "log_prob", (k, n))
-    log_prob.fill(0.0)
     if kernels is None and any(len(group.grouped) < len(group.runs) for group in block.groups):
         products = (x @ stacked).reshape(n, -1, d)  # (n, K', D): P x̃
         # zᵀPz = x̃ᵀPx̃ − 2 x̃ᵀPμ' + μ'ᵀPμ'
