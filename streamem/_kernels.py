@@ -11,6 +11,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import numpy as np
+
+#: Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
+FLUSH_BELOW = 1e-300
+#: No row weights / base measure, for the compiled kernels.
+NO_ROWS = np.empty(0)
+
 #: ``"numba"``, ``"numpy"``, or None: numba if it can be imported (decided on first use).
 KERNELS: str | None = None
 

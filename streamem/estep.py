@@ -19,15 +19,11 @@ from typing import Any, NamedTuple
 import dask
 import numpy as np
 
-from ._kernels import compiled
+from ._kernels import FLUSH_BELOW, NO_ROWS, compiled
 from ._validation import check_weight_values, row_range
 from .families._base import Mixture, add_statistics, block_rows, log_weights
 from .families._missing import missing_policy, nan_hint, supports_missing
 from .sources import Rows, labelled
-
-# Responsibilities below this are set to zero: subnormal numbers make the GEMMs slow.
-FLUSH_BELOW = 1e-300
-_NONE = np.empty(0)  # no row weights / base measure, for the compiled kernels
 
 
 class EStepResult(NamedTuple):
@@ -155,8 +151,8 @@ def weigh_responsibilities(
     return kernels.responsibilities(
         log_prob,
         peak,
-        _NONE if h is None else h,
-        _NONE if w is None else w,
+        NO_ROWS if h is None else h,
+        NO_ROWS if w is None else w,
         norm,
         counts,
         FLUSH_BELOW,
@@ -437,15 +433,19 @@ def _chunk_estep_missing(
                     bw = np.where(block.empty, 0.0, 1.0 if bw is None else bw)
                 finite = True
                 for j, (i, _, coefficients) in enumerate(terms):
-                    resp, carry = family.missing_log_prob(block, coefficients)
-                    rows_work = work if resp.shape[1] <= step else None
-                    part = weigh_responsibilities(
-                        kernels, resp, biases[j], None, bw, found[j], rows_work
-                    )
+                    fused = family.missing_estep(block, coefficients, biases[j], bw, found[j])
+                    if fused is not None:
+                        part, block_sums = fused
+                    else:
+                        resp, carry = family.missing_log_prob(block, coefficients)
+                        rows_work = work if resp.shape[1] <= step else None
+                        part = weigh_responsibilities(
+                            kernels, resp, biases[j], None, bw, found[j], rows_work
+                        )
+                        block_sums = family.missing_sums(block, coefficients, carry, resp)
                     log_likelihood[i] += part
                     finite = finite and math.isfinite(part)
                     counts[j] += found[j]
-                    block_sums = family.missing_sums(block, coefficients, carry, resp)
                     if sums[j] is None:
                         sums[j] = block_sums
                     else:

@@ -12,7 +12,9 @@ algebra (a Cholesky factorisation of ``P_mm`` per component, the inverse ``W`` a
 triangular solves) is shared by few rows; in NumPy it costs dozens of calls per block that each
 do little. These kernels (numba) factorise the patterns of a block in batches of equal size,
 the matrices side by side along the innermost axis, solve each row for all K components at
-once, and release the GIL so that the engine's threads run them side by side.
+once, and release the GIL so that the engine's threads run them side by side. In the E-step
+of a block whose rows all have rare patterns (random gaps) one kernel also weighs the rows
+by their responsibilities and adds ``Σ r W`` (``conditional_estep``).
 :mod:`streamem.families._missing` keeps the NumPy implementation, the reference the tests
 compare these kernels against, and uses it when numba is not importable or
 ``STREAMEM_KERNELS=numpy`` is set.
@@ -339,6 +341,98 @@ else:
         """Entries of ``conditional_rows``' ``scratch`` for D features and K components."""
         return (3 * d * d + d + 1) * BATCH_RUNS * k
 
+    @njit(cache=True, nogil=True)
+    def _scratch_views(scratch, size, width):  # pragma: no cover - compiled
+        """``A``, ``T``, ``W`` (size, size, width), ``1/diag`` (size, width) and ``log|·|``
+        (width,) in the first entries of ``scratch``."""
+        cube = size * size * width
+        A = scratch[:cube].reshape((size, size, width))
+        T = scratch[cube : 2 * cube].reshape((size, size, width))
+        W = scratch[2 * cube : 3 * cube].reshape((size, size, width))
+        inverse = scratch[3 * cube : 3 * cube + size * width].reshape((size, width))
+        log_det = scratch[3 * cube + size * width : 3 * cube + (size + 1) * width]
+        return A, T, W, inverse, log_det
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _factor_runs(
+        missing, precisions, starts, counts, first, k, index, A, T, W, inverse, log_det
+    ):  # pragma: no cover - compiled
+        """Factorise ``P_mm`` (for all K) of the runs from ``first`` on that miss as many
+        entries, at most ``BATCH_RUNS`` of them, and invert it (``W``); their missing
+        columns into ``index``. Returns one past the last run factorised."""
+        d = missing.shape[1]
+        s = counts[first]
+        last = first + 1
+        while last < len(counts) and last - first < BATCH_RUNS and counts[last] == s:
+            last += 1
+        for g in range(last - first):
+            t = 0
+            for j in range(d):
+                if missing[starts[first + g], j]:
+                    index[g, t] = j
+                    t += 1
+            for a in range(s):
+                for b in range(a + 1):
+                    for c in range(k):
+                        A[a, b, g * k + c] = precisions[index[g, a], index[g, b], c]
+        m = (last - first) * k
+        _factor_batch(A, s, m, inverse, log_det)
+        _covariance_batch(A, inverse, s, m, T, W)
+        return last
+
+    @njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+    def _solve_row(
+        x,
+        row,
+        products,
+        shift,
+        log_norm,
+        offset,
+        index,
+        s,
+        L,
+        inverse,
+        log_det,
+        base,
+        y,
+        quad,
+        filled,
+    ):  # pragma: no cover - compiled
+        """``log p_k(x_o)`` of one row into ``quad`` (K,) and ``E[x' | x_o, k]`` into
+        ``filled[:, row]``, with the factors ``L`` of its pattern's ``P_mm`` (components
+        ``base:base + K`` of the batch) and its missing columns ``index``."""
+        d = x.shape[1]
+        k = len(quad)
+        for c in range(k):
+            quad[c] = 0.0
+        for a in range(s):  # y = L⁻¹ g
+            ia = index[a]
+            for c in range(k):
+                y[a, c] = products[row, ia, c] - shift[ia, c]
+            for q in range(a):
+                for c in range(k):
+                    y[a, c] -= L[a, q, base + c] * y[q, c]
+            for c in range(k):
+                y[a, c] *= inverse[a, base + c]
+                quad[c] += y[a, c] * y[a, c]
+        for c in range(k):
+            quad[c] += s * LOG_2PI - log_det[base + c] - offset[c]
+        for j in range(d):  # − x̃ᵀPx̃ + 2 x̃ᵀPμ'
+            xj = x[row, j]
+            for c in range(k):
+                quad[c] -= xj * (products[row, j, c] - 2.0 * shift[j, c])
+        for c in range(k):
+            quad[c] = log_norm[c] + 0.5 * quad[c]
+            for j in range(d):
+                filled[c, row, j] = x[row, j]
+        for a in range(s - 1, -1, -1):  # v = L⁻ᵀ y in place; x̂_m = −v
+            for q in range(a + 1, s):
+                for c in range(k):
+                    y[a, c] -= L[q, a, base + c] * y[q, c]
+            for c in range(k):
+                y[a, c] *= inverse[a, base + c]
+                filled[c, row, index[a]] = -y[a, c]
+
     @njit(cache=True, nogil=True, fastmath=FAST)
     def conditional_rows(
         x, missing, products, shift, precisions, log_norm, offset, terms, filled, space, scratch
@@ -375,35 +469,16 @@ else:
         covariances = space[: offsets[runs]]
         # work arrays no larger than the call needs (a few runs, or small patterns, are common)
         size = max(counts.max(), 1) if runs else 1
-        width = min(BATCH_RUNS, runs) * k
-        cube = size * size * width
-        A = scratch[:cube].reshape((size, size, width))
-        T = scratch[cube : 2 * cube].reshape((size, size, width))
-        W = scratch[2 * cube : 3 * cube].reshape((size, size, width))
-        inverse = scratch[3 * cube : 3 * cube + size * width].reshape((size, width))
-        log_det = scratch[3 * cube + size * width : 3 * cube + (size + 1) * width]
+        A, T, W, inverse, log_det = _scratch_views(scratch, size, min(BATCH_RUNS, runs) * k)
         index = np.empty((BATCH_RUNS, d), np.int64)
         y = np.empty((size, k))
         quad = np.empty(k)
         first = 0
         while first < runs:
             s = counts[first]
-            last = first + 1
-            while last < runs and last - first < BATCH_RUNS and counts[last] == s:
-                last += 1
-            m = (last - first) * k
-            for g in range(last - first):
-                t = 0
-                for j in range(d):
-                    if missing[starts[first + g], j]:
-                        index[g, t] = j
-                        t += 1
-                for a in range(s):
-                    for b in range(a + 1):
-                        for c in range(k):
-                            A[a, b, g * k + c] = precisions[index[g, a], index[g, b], c]
-            _factor_batch(A, s, m, inverse, log_det)
-            _covariance_batch(A, inverse, s, m, T, W)
+            last = _factor_runs(
+                missing, precisions, starts, counts, first, k, index, A, T, W, inverse, log_det
+            )
             for g in range(last - first):
                 u = first + g
                 at = offsets[u]
@@ -411,39 +486,136 @@ else:
                     for b in range(a, s):
                         for c in range(k):
                             covariances[at + (a * s + b) * k + c] = W[a, b, g * k + c]
-                base = g * k
                 for row in range(starts[u], starts[u + 1]):
+                    _solve_row(
+                        x,
+                        row,
+                        products,
+                        shift,
+                        log_norm,
+                        offset,
+                        index[g],
+                        s,
+                        A,
+                        inverse,
+                        log_det,
+                        g * k,
+                        y,
+                        quad,
+                        filled,
+                    )
                     for c in range(k):
-                        quad[c] = 0.0
-                    for a in range(s):  # y = L⁻¹ g
-                        ia = index[g, a]
-                        for c in range(k):
-                            y[a, c] = products[row, ia, c] - shift[ia, c]
-                        for q in range(a):
-                            for c in range(k):
-                                y[a, c] -= A[a, q, base + c] * y[q, c]
-                        for c in range(k):
-                            y[a, c] *= inverse[a, base + c]
-                            quad[c] += y[a, c] * y[a, c]
-                    for c in range(k):
-                        quad[c] += s * LOG_2PI - log_det[base + c] - offset[c]
-                    for j in range(d):  # − x̃ᵀPx̃ + 2 x̃ᵀPμ'
-                        xj = x[row, j]
-                        for c in range(k):
-                            quad[c] -= xj * (products[row, j, c] - 2.0 * shift[j, c])
-                    for c in range(k):
-                        terms[c, row] = log_norm[c] + 0.5 * quad[c]
-                        for j in range(d):
-                            filled[c, row, j] = x[row, j]
-                    for a in range(s - 1, -1, -1):  # v = L⁻ᵀ y in place; x̂_m = −v
-                        for q in range(a + 1, s):
-                            for c in range(k):
-                                y[a, c] -= A[q, a, base + c] * y[q, c]
-                        for c in range(k):
-                            y[a, c] *= inverse[a, base + c]
-                            filled[c, row, index[g, a]] = -y[a, c]
+                        terms[c, row] = quad[c]
             first = last
         return terms, filled, starts, offsets, covariances
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def conditional_estep(
+        x,
+        missing,
+        products,
+        shift,
+        precisions,
+        log_norm,
+        offset,
+        bias,
+        w,
+        flush,
+        roots,
+        weighted,
+        scatter,
+        counts,
+        scratch,
+    ):  # pragma: no cover
+        """:func:`conditional_rows`, the responsibilities and ``Σ r W`` in one pass over rows
+        sorted by missingness pattern (a block whose rows all have rare patterns), for the
+        E-step: ``W`` is added to ``scatter`` (D, D, K; the upper triangles of its (m, m)
+        blocks, components last so that the K of an entry are added at once) while it is in
+        the cache, instead of being written out and read back.
+
+        The responsibilities ``r`` as ``shift_by_peak`` and ``responsibilities`` find them
+        from a block's log-densities (row by row, in the same order: ``+ bias`` (K,), below
+        ``flush`` set to 0, times the row weights ``w`` unless empty); their sums into
+        ``counts`` (K,), ``√r`` into ``roots`` (K, n) and ``√r E[x' | x_o, k]`` into
+        ``weighted`` (K, n, D), so that the moments are ``rootsᵀ·weighted`` and
+        ``weightedᵀ·weighted`` (one array written per row instead of the filled rows and
+        their weighted copy). Returns ``Σ w log p(x_o)``.
+        """
+        d = x.shape[1]
+        k = shift.shape[1]
+        weights = w.shape[0] > 0
+        starts, missed = _runs(missing)
+        runs = len(missed)
+        size = max(missed.max(), 1) if runs else 1
+        A, T, W, inverse, log_det = _scratch_views(scratch, size, min(BATCH_RUNS, runs) * k)
+        index = np.empty((BATCH_RUNS, d), np.int64)
+        y = np.empty((size, k))
+        p = np.empty(k)
+        shared = np.empty(k)
+        for c in range(k):
+            counts[c] = 0.0
+        log_likelihood = 0.0
+        first = 0
+        while first < runs:
+            s = missed[first]
+            last = _factor_runs(
+                missing, precisions, starts, missed, first, k, index, A, T, W, inverse, log_det
+            )
+            for g in range(last - first):
+                u = first + g
+                for c in range(k):
+                    shared[c] = 0.0
+                for row in range(starts[u], starts[u + 1]):
+                    _solve_row(
+                        x,
+                        row,
+                        products,
+                        shift,
+                        log_norm,
+                        offset,
+                        index[g],
+                        s,
+                        A,
+                        inverse,
+                        log_det,
+                        g * k,
+                        y,
+                        p,
+                        weighted,
+                    )
+                    peak = -np.inf
+                    for c in range(k):
+                        value = p[c] + bias[c]
+                        p[c] = value
+                        peak = max(peak, value)
+                    if not np.isfinite(peak):
+                        peak = 0.0
+                    total = 0.0
+                    for c in range(k):
+                        value = p[c] - peak
+                        p[c] = 0.0 if value < UNDERFLOW else math.exp(value)  # NaN stays NaN
+                        total += p[c]
+                    for c in range(k):
+                        r = p[c] / total
+                        r = 0.0 if r < flush else r
+                        if weights:
+                            r *= w[row]
+                        counts[c] += r
+                        shared[c] += r
+                        root = math.sqrt(r)
+                        roots[c, row] = root
+                        for j in range(d):
+                            weighted[c, row, j] *= root
+                    value = math.log(total) + peak
+                    log_likelihood += value * w[row] if weights else value
+                for a in range(s):  # Σ r W of the run, as add_covariances adds it
+                    ia = index[g, a]
+                    for b in range(a, s):
+                        ib = index[g, b]
+                        for c in range(k):
+                            scatter[ia, ib, c] += shared[c] * W[a, b, g * k + c]
+            first = last
+        return log_likelihood
 
     @njit(cache=True, nogil=True, fastmath=FAST)
     def add_covariances(missing, resp, starts, offsets, covariances, second):  # pragma: no cover

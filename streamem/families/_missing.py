@@ -10,6 +10,9 @@ chunk that have missing entries, a sequence of *blocks* and four operations on t
   statistics, which ``missing_finalize`` turns into statistics that merge with the others;
 * ``missing_impute(block, coefficients, carry, resp, params)``: the rows with each missing
   entry replaced by its conditional mean ``Σ_k r_k E[x_m | x_o, k]``.
+* optionally ``missing_estep(block, coefficients, bias, weights, counts)``: the log-likelihood
+  and the summed statistics of a block in one pass, where the family has one for it (full
+  and tied Gaussians, rows of rare patterns: :func:`conditional_estep`), else None.
 
 Two kinds of families (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
 
@@ -55,7 +58,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._kernels import compiled
+from .._kernels import FLUSH_BELOW, NO_ROWS, compiled
 from ._base import add_statistics, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
@@ -328,6 +331,19 @@ class MaskedFeatures:
     ) -> np.ndarray:
         return add_statistics(np.zeros((len(resp), len(block.features))), resp, block.features)
 
+    def missing_estep(
+        self,
+        block: Any,
+        coefficients: Any,
+        bias: np.ndarray,
+        weights: np.ndarray | None,
+        counts: np.ndarray,
+    ) -> tuple[float, Any] | None:
+        """A block's log-likelihood and summed statistics in one pass (``counts`` gets the
+        responsibilities' sums), where the family has one for this block; else None, and
+        the kernel takes ``missing_log_prob`` and ``missing_sums`` in turn."""
+        return None
+
     def missing_finalize(self, counts: np.ndarray, sums: np.ndarray, reference: Any) -> Any:
         return self.masked_finalize(counts, sums, reference)
 
@@ -347,6 +363,24 @@ class MaskedFeatures:
 # -- full and tied Gaussians: the conditional distribution of the missing entries ------------
 
 
+class PatternColumns(dict):
+    """``{s: (U_s, s)}``, the missing columns of a slab's patterns with ``s`` missing entries,
+    each found when first asked for (from ``first_rows[s]``, a row of each pattern): the
+    compiled kernels find those of rare patterns themselves, row by row."""
+
+    def __init__(self, missing: np.ndarray, first_rows: dict[int, np.ndarray]) -> None:
+        super().__init__()
+        self._missing, self._first_rows = missing, first_rows
+
+    def __missing__(self, s: int) -> np.ndarray:
+        rows = self._first_rows[s]
+        columns = self[s] = np.nonzero(self._missing[rows])[1].reshape(len(rows), s)
+        return columns
+
+    def items(self) -> Iterator[tuple[int, np.ndarray]]:  # type: ignore[override]
+        return ((s, self[s]) for s in self._first_rows)
+
+
 class Slab(NamedTuple):
     """The missingness patterns of a run of sorted rows (several blocks): their conditional
     algebra is computed once per model for all of them, in one batch per number ``s`` of
@@ -357,7 +391,7 @@ class Slab(NamedTuple):
     :class:`PatternTerms` of the frequent patterns by ``(s, index)``.
     """
 
-    columns: dict
+    columns: PatternColumns
     cache: dict
 
 
@@ -488,15 +522,14 @@ def conditional_blocks(
         runs = begin + np.flatnonzero(starts)  # first sorted row of each run
         run_counts = counts[runs]
         index = np.empty(len(runs), np.intp)  # of each run's pattern among those of its s
-        columns = {}
+        first_rows = {}
         for s in np.unique(run_counts):
             chosen = np.flatnonzero(run_counts == s)
             index[chosen] = np.arange(len(chosen))
             if s < d:
-                first_rows = order[runs[chosen]]
-                columns[int(s)] = np.nonzero(missing[first_rows])[1].reshape(len(chosen), s)
+                first_rows[int(s)] = order[runs[chosen]]
         run_of_row = np.repeat(np.arange(len(runs)), np.diff(runs, append=end))
-        slab = Slab(columns, {})
+        slab = Slab(PatternColumns(missing, first_rows), {})
         for start, stop in _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
             if kernels is None:
@@ -861,7 +894,6 @@ def conditional_log_prob(
         log_prob = log_norm[:, None] - 0.5 * quadratic
     carry, singles, bound = [], [], 0
     for group in block.groups:
-        columns = block.slab.columns[group.s]
         sizes = np.diff(group.starts, append=group.stop - group.start)
         runs = []
         for run in group.grouped:  # many rows share this pattern
@@ -870,8 +902,9 @@ def conditional_log_prob(
             u = int(group.runs[run])
             terms = known.get((group.s, u))
             if terms is None:
-                shape = _cached_shape(coefficients, columns[u])
-                terms = _pattern_terms(coefficients, columns[u], shape)
+                columns = block.slab.columns[group.s][u]
+                shape = _cached_shape(coefficients, columns)
+                terms = _pattern_terms(coefficients, columns, shape)
                 known[(group.s, u)] = terms
             F = _observed_features(x, rows, terms.observed, terms.upper)
             part = log_prob[:, rows]
@@ -887,6 +920,7 @@ def conditional_log_prob(
             bound += group.s * group.s * len(single)  # Σ s²: the entries of their W per K
         elif len(single):
             W, log_det = table[group.s]
+            columns = block.slab.columns[group.s]
             v, correction = _solve_rows(group, single, products, shift, columns, W)
             log_det_rows = np.broadcast_to(log_det, (k, log_det.shape[1]))[
                 :, group.pattern[single]
@@ -925,6 +959,58 @@ def conditional_log_prob(
     if block.empty.any():
         log_prob[:, block.empty] = 0.0
     return log_prob, result
+
+
+def conditional_estep(
+    block: ConditionalBlock,
+    coefficients: ConditionalCoefficients,
+    bias: np.ndarray,
+    weights: np.ndarray | None,
+    counts: np.ndarray,
+) -> tuple[float, np.ndarray] | None:
+    """A block's log-likelihood and statistics in one compiled pass, where every row has a
+    rare pattern (random gaps) and at least one observed entry; else None.
+
+    The results of :func:`conditional_log_prob`, the responsibilities and
+    :func:`conditional_sums` in turn (to rounding), but each pattern's ``W`` is added to the
+    scatter while it is in the cache (written out and read back it took ~20 % of the
+    block's time) and each row's filled-in values are written once, times ``√r``. ``bias``
+    (K,) are the log-weights, ``weights`` the rows' (or None); ``counts`` (K,) gets the
+    responsibilities' sums.
+    """
+    kernels = compiled()
+    if kernels is None or any(len(group.grouped) for group in block.groups) or block.empty.any():
+        return None
+    x, work = block.centred, block.work
+    n, d = x.shape
+    k = len(coefficients.shift)
+    last = coefficients.precisions_last
+    products = np.matmul(x, last.reshape(d, -1), out=work_array(work, "products", (n, d * k)))
+    roots = work_array(work, "log_prob", (k, n))  # √r
+    weighted = work_array(work, "filled", (k, n, d))  # √r E[x' | x_o, k]
+    scatter = np.zeros((d, d, k))  # Σ r W, components last
+    log_likelihood = kernels.conditional_estep(
+        x,
+        block.missing,
+        products.reshape(n, d, k),
+        coefficients.shift_last,
+        last,
+        coefficients.log_norm,
+        coefficients.offset,
+        bias,
+        NO_ROWS if weights is None else weights,
+        FLUSH_BELOW,
+        roots,
+        weighted,
+        scatter,
+        counts,
+        work_array(work, "scratch", (kernels.conditional_scratch(d, k),)),
+    )
+    first = np.matmul(roots[:, None, :], weighted)[:, 0]
+    second = np.matmul(weighted.transpose(0, 2, 1), weighted)
+    second += scatter.transpose(2, 0, 1)
+    iu0, iu1 = _upper(d)
+    return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
 
 
 def _filled_single_rows(

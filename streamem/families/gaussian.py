@@ -278,6 +278,11 @@ class Gaussian(MaskedFeatures):
             return super().missing_sums(block, coefficients, carry, resp)
         return _missing.conditional_sums(block, coefficients, carry, resp)
 
+    def missing_estep(self, block, coefficients, bias, weights, counts):
+        if not self._conditional:
+            return super().missing_estep(block, coefficients, bias, weights, counts)
+        return _missing.conditional_estep(block, coefficients, bias, weights, counts)
+
     def missing_finalize(self, counts, sums, reference):
         if not self._conditional:
             return self.masked_finalize(counts, sums, reference)

@@ -566,6 +566,47 @@ def test_compiled_kernels_equal_the_numpy_reference(covariance_type, scale, seed
     np.testing.assert_allclose(imputed["numba"], expected, rtol=1e-11, atol=1e-12 * scale)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_pass_e_step_of_rare_patterns_equals_the_steps_in_turn(
+    covariance_type, weighted, monkeypatch
+):
+    """Blocks whose rows all have rare patterns (random gaps, nothing empty) take one
+    compiled pass, responsibilities and ``Σ r W`` inside: the same log-likelihood and
+    statistics as the compiled steps taken in turn and as the NumPy reference."""
+    from streamem.families import _compiled
+
+    d, k = 12, 4
+    rng = np.random.default_rng(7)
+    means = rng.normal(size=(k, d)) * 3
+    factors = rng.normal(size=(k, d, d)) / np.sqrt(d) + np.eye(d)
+    covariances = factors @ factors.transpose(0, 2, 1)
+    family = Gaussian(covariance_type, 0.0, "marginalize")
+    from streamem.families.gaussian import GaussianStats
+
+    if covariance_type == "tied":
+        covariances = covariances.sum(axis=0)
+    params, _ = family.m_step(family.promote(GaussianStats(np.ones(k), means, covariances)))
+    model = Mixture(family, np.array([0.1, 0.2, 0.3, 0.4]), params)
+    X = means[rng.integers(0, k, 3000)] + rng.normal(size=(3000, d)) * 2
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 0] = np.where(np.isnan(X).all(axis=1), 1.0, X[:, 0])  # no empty row
+    w = rng.random(len(X)) * 2 if weighted else None
+    calls = []
+    fused = _compiled.conditional_estep
+    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
+    one_pass = chunk_estep(X, w, (model,))
+    assert calls  # the one-pass kernel ran
+    monkeypatch.setattr(Gaussian, "missing_estep", lambda *a: None)
+    in_turn = chunk_estep(X, w, (model,))
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    reference = chunk_estep(X, w, (model,))
+    for other in (in_turn, reference):
+        np.testing.assert_allclose(one_pass.log_likelihood, other.log_likelihood, rtol=1e-12)
+        for x, y in zip(one_pass.stats[0], other.stats[0], strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_masked_features_are_numpys_bit_for_bit(covariance_type, dtype, monkeypatch):
