@@ -193,3 +193,33 @@ def test_unknown_covariance_type_is_named():
         Gaussian("banana").feature_key  # noqa: B018
     with pytest.raises(ValueError, match="got 'banana'"):
         precision_cholesky(np.eye(2), "banana")
+
+
+@pytest.mark.parametrize("repair", [None, 0, 5])
+def test_precision_factors_are_scipys_bit_for_bit(repair):
+    """The precision Cholesky factors (LAPACK called directly) are those of
+    ``scipy.linalg.cholesky`` and ``solve_triangular``, bit for bit; a matrix that is not
+    positive definite (first, or among others) is repaired with a note, the others kept."""
+    from scipy import linalg
+
+    from streamem.families.gaussian import _factor_matrices
+
+    rng = np.random.default_rng(3)
+    factors = rng.normal(size=(7, 6, 6))
+    matrices = factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(6)
+    if repair is not None:
+        v = rng.normal(size=6)
+        matrices[repair] = np.outer(v, v)  # rank one
+    expected = matrices.copy()
+    chol, notes = _factor_matrices(matrices, 1.0, "component {k}")
+    for k, covariance in enumerate(expected):
+        if k == repair:  # repaired in place: its diagonal raised
+            assert (np.diagonal(matrices[k]) > np.diagonal(covariance)).all()
+            covariance = matrices[k]
+        assert np.array_equal(matrices[k], covariance)
+        factor = linalg.cholesky(covariance, lower=True)
+        reference = linalg.solve_triangular(factor, np.eye(6), lower=True).T
+        assert np.array_equal(chol[k], reference)
+    assert len(notes) == (repair is not None)
+    if repair is not None:
+        assert f"component {repair}: covariance was not positive definite" in notes[0]
