@@ -97,3 +97,43 @@ def test_a_tampered_checkpoint_is_a_model_file_error(tmp_path):
         write_archive(path, kind, {**content, **damage}, overwrite=True)
         with pytest.raises(ModelFileError, match="checkpoint"):
             GaussianMixture(3, random_state=0, tol=0, max_iter=6, checkpoint=str(path)).fit(X)
+
+
+def test_an_incremental_checkpoint_without_a_visiting_order_still_resumes(tmp_path):
+    """Checkpoints written before the visiting order was kept (no ``order`` field) load, and
+    the resumed fit draws an order and runs to the end."""
+    import json
+    import zipfile
+
+    from streamem.drivers.incremental import IncrementalProgress
+    from streamem.io import MANIFEST, read_archive, write_archive
+
+    X = make_blobs(900, 3, 3, seed=0)
+    path = tmp_path / "fit.ckpt"
+    options = dict(algorithm="incremental", chunk_size=150)
+    interrupted(X, path, **options)
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read(MANIFEST))
+    fields = manifest["content"]["__dict__"]["progress"]["fields"]
+    assert "order" in fields
+    kind, content = read_archive(path)
+    old = content["progress"]._replace(order=None)
+    write_archive(path, kind, {**content, "progress": old}, overwrite=True)
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read(MANIFEST))
+    fields = manifest["content"]["__dict__"]["progress"]["fields"]
+    del fields["order"]  # as an older version wrote it
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name != MANIFEST:
+                arrays[name] = archive.read(name)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest))
+        for name, data in arrays.items():
+            archive.writestr(name, data)
+    assert read_archive(path)[1]["progress"].order is None
+    assert isinstance(read_archive(path)[1]["progress"], IncrementalProgress)
+    gm = GaussianMixture(3, random_state=0, tol=0, max_iter=6, checkpoint=str(path), **options)
+    gm.fit(X)
+    assert gm.n_iter_ == 6

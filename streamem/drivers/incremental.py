@@ -18,7 +18,6 @@ Per-chunk statistics stay in memory, or in a Zarr store when they are large.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -177,20 +176,22 @@ def _m_steps(models: tuple, total: EStepResult, settings: Settings, reporter: Re
 
 
 def _order(rng: np.random.RandomState | None, n_chunks: int) -> np.ndarray:
-    """The order of a pass's visits: random from ``rng``, in order without one."""
+    """The order of every pass's visits: random from ``rng`` (drawn once per fit), in order
+    without one.
+
+    One order for all passes, rather than a new one each pass: every chunk's statistics are
+    then exactly one pass old when it is revisited (a new order leaves some two passes old,
+    others a few visits), and fewer passes reach the optimum — 1M × 16 rows, K=8 full, 50
+    chunks, from k-means, to within 1e-6 of batch EM's optimum: 42–43 passes against 48–50
+    (three seeds); the chunks sorted by component: 13–18 against 20. Random, not in order:
+    in their own order the sorted chunks had not converged after 70 passes.
+    """
     return rng.permutation(n_chunks) if rng is not None else np.arange(n_chunks)
 
 
 def _visits(order: np.ndarray, group: int) -> list[list[int]]:
     """``order`` cut into groups of ``group`` chunks (the last may be smaller)."""
     return [[int(j) for j in order[b : b + group]] for b in range(0, len(order), group)]
-
-
-def _next_first_visit(rng: np.random.RandomState | None, n_chunks: int, group: int) -> list[int]:
-    """The first group of the next pass, drawn from a copy of ``rng`` so that its state,
-    and so the fit, stay as they are. (Should something draw from ``rng`` before the next
-    pass, as re-seeding a component may, the guess is wrong and costs only a read.)"""
-    return _visits(_order(copy.deepcopy(rng), n_chunks), group)[0]
 
 
 class IncrementalProgress(NamedTuple):
@@ -203,6 +204,8 @@ class IncrementalProgress(NamedTuple):
     previous: np.ndarray
     n_pass: int
     converged: bool
+    #: the chunks' visiting order (None in checkpoints written before it was kept: drawn again)
+    order: np.ndarray | None = None
 
 
 def fit_incremental(
@@ -213,13 +216,14 @@ def fit_incremental(
 ) -> Outcome:
     """Incremental EM over the engine's chunks, all models advancing together.
 
-    Each pass visits the chunks in a random order (from ``settings.rng``; in order without
-    one), as many at a time as the engine runs in parallel, with an M-step after each
-    visit; the first pass adds each chunk's statistics to the total as it meets them. The
-    recorded lower bound of a pass is the free energy per unit of row weight after it,
-    which never decreases (up to the regularisation ``reg_covar`` or smoothing adds to the
-    M-step). ``start`` may be the saved :class:`IncrementalProgress` of an interrupted fit;
-    the reporter's checkpoint is called after every pass.
+    Every pass visits the chunks in one random order (drawn once from ``settings.rng``; in
+    order without one, see :func:`_order`), as many at a time as the engine runs in
+    parallel, with an M-step after each visit; the first pass adds each chunk's statistics
+    to the total as it meets them. The recorded lower bound of a pass is the free energy per
+    unit of row weight after it, which never decreases (up to the regularisation
+    ``reg_covar`` or smoothing adds to the M-step). ``start`` may be the saved
+    :class:`IncrementalProgress` of an interrupted fit; the reporter's checkpoint is called
+    after every pass.
 
     Returns
     -------
@@ -252,18 +256,19 @@ def fit_incremental(
         chunks[index] = result
         constants[index] = _constants(current, result)
 
-    rng = settings.rng
+    resumed_order = None if resumed is None else resumed.order
+    order = _order(settings.rng, engine.n_chunks) if resumed_order is None else resumed_order
     group = max(1, int(getattr(engine, "parallelism", 1)))
+    # a visit is a group of chunks E-stepped in parallel, then one M-step; the next group is
+    # read meanwhile (the last group of a pass reads the next pass's first)
+    visits = _visits(order, group)
     while not converged and n_pass < settings.max_iter:
         n_pass += 1
-        # a visit is a group of chunks E-stepped in parallel, then one M-step; the next
-        # group is read meanwhile (the last group of a pass reads the next pass's first)
-        visits = _visits(_order(rng, engine.n_chunks), group)
         for position, indices in enumerate(visits):
             if position + 1 < len(visits):
                 engine.prefetch(visits[position + 1])
             elif n_pass < settings.max_iter:
-                engine.prefetch(_next_first_visit(rng, engine.n_chunks, group))
+                engine.prefetch(visits[0])
             for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
                 if total is None:
                     total = new
@@ -292,6 +297,7 @@ def fit_incremental(
                 previous,
                 n_pass,
                 converged,
+                order,
             )
         )
     engine.prefetch([])  # a converged fit does not need the next pass's first chunks

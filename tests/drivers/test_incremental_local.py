@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamem.drivers import Reporter, Settings
-from streamem.drivers.incremental import _next_first_visit, _order, _visits, fit_incremental
+from streamem.drivers.incremental import _order, _visits, fit_incremental
 from streamem.engines import DaskEngine, NumpyEngine
 from streamem.estep import chunk_estep
 from streamem.families._base import Mixture
@@ -196,9 +196,11 @@ def test_every_group_after_the_first_is_read_ahead_and_the_fit_is_unchanged():
     assert engine.most_held <= 2  # the group about to be E-stepped
 
 
-def test_a_wrong_guess_of_the_next_pass_costs_a_read_not_the_fit():
-    # the callback draws from the visiting orders' generator after every pass, so the
-    # first group of each next pass differs from the one read ahead for it
+def test_every_pass_visits_one_order_drawn_once():
+    """The visiting order is drawn once, at the first pass; a callback drawing from the same
+    generator after every pass changes nothing, and every pass visits the chunks in that
+    order (so the next pass's first group read ahead is always the right one)."""
+
     def draws(rng):
         return lambda iteration: rng.random_sample()
 
@@ -208,31 +210,18 @@ def test_a_wrong_guess_of_the_next_pass_costs_a_read_not_the_fit():
         outcome = fit_incremental(
             engine, [a_model()], settings, Reporter(callback=draws(settings.rng))
         )
-    numpy_settings = Settings(tol=0.0, max_iter=4, rng=np.random.RandomState(1))
-    expected = fit_incremental(
-        NumpyEngine(ROWS, chunk_rows=CHUNK, n_threads=2),
-        [a_model()],
-        numpy_settings,
-        Reporter(callback=draws(numpy_settings.rng)),
-    )
+    expected = fit(NumpyEngine(ROWS, chunk_rows=CHUNK, n_threads=2))
     assert_same_fit(outcome, expected)
-    steps = [i for i, (kind, _) in enumerate(engine.calls) if kind == "estep"]
-    # the guess for passes 2, 3, 4 (read ahead during the last group of the pass before)
-    guesses = [engine.calls[steps[k - 1] - 1][1] for k in (6, 12, 18)]
-    firsts = [engine.calls[steps[k]][1] for k in (6, 12, 18)]
-    assert guesses != firsts
-    assert not all(read for _, read in engine.found_read[12:])  # some were read late
-    assert engine._reading == {}
-    assert engine.most_held <= 2
+    groups = [indices for kind, indices in engine.calls if kind == "estep"]
+    order = np.random.RandomState(1).permutation(12)
+    assert groups == _visits(order, 2) * 4
+    assert [read for _, read in engine.found_read].count(False) == 2  # the very first group
 
 
-def test_the_next_pass_is_guessed_without_drawing():
-    rng = np.random.RandomState(7)
-    state = rng.get_state()
-    guess = _next_first_visit(rng, 13, 4)
-    assert all(np.array_equal(a, b) for a, b in zip(rng.get_state(), state, strict=True))
-    visits = _visits(_order(rng, 13), 4)
-    assert guess == visits[0]
+def test_the_visiting_order_is_random_once_or_in_order():
+    assert list(_order(None, 5)) == [0, 1, 2, 3, 4]
+    order = _order(np.random.RandomState(7), 13)
+    assert sorted(order) == list(range(13))
+    visits = _visits(order, 4)
     assert [len(v) for v in visits] == [4, 4, 4, 1]
-    assert sorted(j for visit in visits for j in visit) == list(range(13))
-    assert _next_first_visit(None, 5, 2) == [0, 1]
+    assert [j for visit in visits for j in visit] == list(order)
