@@ -183,7 +183,7 @@ def _order(rng: np.random.RandomState | None, n_chunks: int) -> np.ndarray:
     then exactly one pass old when it is revisited (a new order leaves some two passes old,
     others a few visits), and fewer passes reach the optimum — 1M × 16 rows, K=8 full, 50
     chunks, from k-means, to within 1e-6 of batch EM's optimum: 42–43 passes against 48–50
-    (three seeds); the chunks sorted by component: 13–18 against 20. Random, not in order:
+    (three seeds); the chunks sorted by component: 13–18 against 15–20. Random, not in order:
     in their own order the sorted chunks had not converged after 70 passes.
     """
     return rng.permutation(n_chunks) if rng is not None else np.arange(n_chunks)

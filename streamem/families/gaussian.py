@@ -582,7 +582,7 @@ def _factor_matrices(
     chol = np.empty_like(matrices)
     d = matrices.shape[-1]
     identity = np.eye(d)
-    if np.isfinite(matrices).all():
+    if matrices.dtype == np.float64 and np.isfinite(matrices).all():
         # the LAPACK routines scipy.linalg.cholesky and solve_triangular run, called directly
         # (the same factors, bit for bit): their checks and conversions took ~60 µs a matrix,
         # several times the work at D = 16, on the serial path of incremental EM's M-steps
