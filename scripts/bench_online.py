@@ -245,12 +245,17 @@ def summarise(kind, init_params, engine, reached, per_pass, times) -> str:
             name: f" (median of {len(t)} fits: {', '.join(f'{x:.1f}' for x in t)})"
             for name, t in times.items()
         }
+        # a pass's cost from the median fits when there are several (the first fit's
+        # per-pass times, which the table prints, can be one run's noise)
+        ratio = per_pass["incremental"] / per_pass["batch"]
+        if times:
+            ratio = (seconds["incremental"] / incremental[0]) / (seconds["batch"] / batch[0])
         text += (
             f"batch {batch[0]} passes {seconds['batch']:.1f} s{fits.get('batch', '')}, "
             f"incremental {incremental[0]} passes {seconds['incremental']:.1f} s"
             f"{fits.get('incremental', '')} "
             f"({seconds['incremental'] / seconds['batch']:.2f}x time; a pass "
-            f"{per_pass['incremental'] / per_pass['batch']:.2f}x batch's)"
+            f"{ratio:.2f}x batch's)"
         )
     if online and batch_3:
         text += f"; online to 1e-3 in {online[0]} passes (batch {batch_3[0]})"
