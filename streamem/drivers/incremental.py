@@ -265,10 +265,8 @@ def fit_incremental(
     while not converged and n_pass < settings.max_iter:
         n_pass += 1
         for position, indices in enumerate(visits):
-            if position + 1 < len(visits):
-                engine.prefetch(visits[position + 1])
-            elif n_pass < settings.max_iter:
-                engine.prefetch(visits[0])
+            if position + 1 < len(visits) or n_pass < settings.max_iter:
+                engine.prefetch(visits[(position + 1) % len(visits)])
             for j, new in zip(indices, engine.estep_chunks(models, indices), strict=True):
                 if total is None:
                     total = new

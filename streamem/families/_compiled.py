@@ -342,16 +342,26 @@ else:
         return (3 * d * d + d + 1) * BATCH_RUNS * k
 
     @njit(cache=True, nogil=True)
-    def _scratch_views(scratch, size, width):  # pragma: no cover - compiled
-        """``A``, ``T``, ``W`` (size, size, width), ``1/diag`` (size, width) and ``log|·|``
-        (width,) in the first entries of ``scratch``."""
+    def _pattern_work(missing, scratch, k):  # pragma: no cover - compiled
+        """The runs of equal patterns of rows sorted by pattern (:func:`_runs`: their starts
+        and numbers of missing entries) and the work arrays of their factorisations: ``A``,
+        ``T``, ``W`` (s, s, width), ``1/diag`` (s, width) and ``log|·|`` (width,) in the first
+        entries of ``scratch``, no larger than the call needs (a few runs, or small
+        patterns, are common), ``index`` (the missing columns of a batch's runs) and ``y``
+        (a row's solves)."""
+        starts, counts = _runs(missing)
+        runs = len(counts)
+        size = max(counts.max(), 1) if runs else 1
+        width = min(BATCH_RUNS, runs) * k
         cube = size * size * width
         A = scratch[:cube].reshape((size, size, width))
         T = scratch[cube : 2 * cube].reshape((size, size, width))
         W = scratch[2 * cube : 3 * cube].reshape((size, size, width))
         inverse = scratch[3 * cube : 3 * cube + size * width].reshape((size, width))
         log_det = scratch[3 * cube + size * width : 3 * cube + (size + 1) * width]
-        return A, T, W, inverse, log_det
+        index = np.empty((BATCH_RUNS, missing.shape[1]), np.int64)
+        y = np.empty((size, k))
+        return starts, counts, A, T, W, inverse, log_det, index, y
 
     @njit(cache=True, nogil=True, fastmath=FAST)
     def _factor_runs(
@@ -459,19 +469,13 @@ else:
         per block cost page faults where freed memory goes back to the system at once, as
         dask.distributed's workers have it).
         """
-        d = x.shape[1]
         k = shift.shape[1]
-        starts, counts = _runs(missing)
+        starts, counts, A, T, W, inverse, log_det, index, y = _pattern_work(missing, scratch, k)
         runs = len(counts)
         offsets = np.zeros(runs + 1, np.int64)
         for u in range(runs):
             offsets[u + 1] = offsets[u] + counts[u] * counts[u] * k
         covariances = space[: offsets[runs]]
-        # work arrays no larger than the call needs (a few runs, or small patterns, are common)
-        size = max(counts.max(), 1) if runs else 1
-        A, T, W, inverse, log_det = _scratch_views(scratch, size, min(BATCH_RUNS, runs) * k)
-        index = np.empty((BATCH_RUNS, d), np.int64)
-        y = np.empty((size, k))
         quad = np.empty(k)
         first = 0
         while first < runs:
@@ -544,12 +548,8 @@ else:
         d = x.shape[1]
         k = shift.shape[1]
         weights = w.shape[0] > 0
-        starts, missed = _runs(missing)
+        starts, missed, A, T, W, inverse, log_det, index, y = _pattern_work(missing, scratch, k)
         runs = len(missed)
-        size = max(missed.max(), 1) if runs else 1
-        A, T, W, inverse, log_det = _scratch_views(scratch, size, min(BATCH_RUNS, runs) * k)
-        index = np.empty((BATCH_RUNS, d), np.int64)
-        y = np.empty((size, k))
         p = np.empty(k)
         shared = np.empty(k)
         for c in range(k):

@@ -589,11 +589,10 @@ def _factor_matrices(
         potrf, trtrs = linalg.get_lapack_funcs(("potrf", "trtrs"), (matrices,))
         for k, covariance in enumerate(matrices):
             factor, info = potrf(covariance, lower=True, clean=True)
+            if info == 0:
+                inverse, info = trtrs(factor, identity, lower=True)
             if info != 0:
                 break  # not positive definite: repaired below
-            inverse, info = trtrs(factor, identity, lower=True)
-            if info != 0:
-                break
             chol[k] = inverse.T
         else:
             return chol, notes
