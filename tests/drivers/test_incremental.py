@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import pickle
+import socket
+import threading
+import time
+
 import dask
 import dask.array as da
 import numpy as np
@@ -9,6 +16,7 @@ import pytest
 
 from streamem import GaussianMixture
 from streamem.engines import DaskEngine
+from streamem.engines import dask_ as dask_engine
 from streamem.families._base import Mixture
 from streamem.families.gaussian import Gaussian, GaussianParams
 
@@ -44,7 +52,16 @@ def rows():
     return make_blobs(4000, 3, 3, seed=2)
 
 
-def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows):
+@pytest.mark.parametrize("path", ["channel", "actor"])
+def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows, path, monkeypatch):
+    """By a direct connection to the holders, or by actor calls where none could be opened
+    (here: the client's half of the handshake fails), with the same results."""
+    if path == "actor":
+
+        def refuse(*args):
+            raise OSError("no route to the holder's port")
+
+        monkeypatch.setattr(dask_engine, "handshake", refuse)
     models = (a_model(rows),)
     indices = [5, 0, 7, 2]
     local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, indices)
@@ -55,6 +72,7 @@ def test_persisted_chunks_are_e_stepped_where_they_are(cluster_client, rows):
             again = engine.estep_chunks(models, [3])
         computed = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, indices)
     assert engine._holders is not None and len(engine._holders) == 8
+    assert [h.connection is not None for h in engine._held] == [path == "channel"] * 2
     # by the actors that hold the chunks: no chunk task went through the scheduler
     assert not [t for t in tasks.data if "estep" in str(t["key"])], tasks.data
     assert_identical(held, local)
@@ -98,7 +116,7 @@ def test_lost_chunk_holders_fall_back_to_tasks_with_the_same_results(cluster_cli
     with cluster_client.as_current():
         engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
         assert_identical(engine.estep_chunks(models, [1, 6]), local)
-        cluster_client.cancel(engine._holder_futures)  # the actors are gone
+        cluster_client.cancel([held.future for held in engine._held])  # the actors are gone
         assert_identical(engine.estep_chunks(models, [1, 6]), local)
         assert engine._holders is None  # rebuilt at the next call
         assert_identical(engine.estep_chunks(models, [1, 6]), local)
@@ -141,3 +159,104 @@ def test_incremental_fit_on_a_cluster_is_the_local_fit_bit_for_bit(
         assert fit.lower_bounds_ == local.lower_bounds_
         for name in ("weights_", "means_", "covariances_"):
             np.testing.assert_array_equal(getattr(fit, name), getattr(local, name))
+
+
+def channel_threads() -> int:
+    return sum(t.name == "streamem-channel" for t in threading.enumerate())
+
+
+def test_released_holders_close_their_channels(cluster_client, rows):
+    """The workers' serving threads end with the client's connections (they hold the chunks)."""
+    models = (a_model(rows),)
+    with cluster_client.as_current():
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        engine.estep_chunks(models, [0, 1])
+        assert sum(cluster_client.run(channel_threads).values()) == 2
+        kept = list(engine._held)  # closed by the release, not by being collected
+        engine._release_holders()
+        deadline = time.monotonic() + 30
+        while sum(cluster_client.run(channel_threads).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(cluster_client.run(channel_threads).values()) == 0
+        assert all(held.connection is None for held in kept)
+
+
+def test_an_error_in_a_held_e_step_is_the_error_of_the_task_path(cluster_client, rows):
+    """A model of the wrong width fails on the worker; the fall-back compute raises the error."""
+    wrong = (a_model(np.hstack([rows, rows])),)
+    with pytest.raises(ValueError) as local:
+        DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(wrong, [2])
+    with cluster_client.as_current():
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        engine.estep_chunks((a_model(rows),), [0])
+        with pytest.raises(ValueError) as held:
+            engine.estep_chunks(wrong, [2])
+    assert str(held.value) == str(local.value)
+
+
+class Marker:
+    """Unpickling this creates a file: proof that a payload was loaded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("key", [None, b"a wrong key of thirty-two bytes!"])
+def test_a_channel_loads_nothing_from_a_client_without_its_key(cluster_client, tmp_path, key):
+    """The serving thread reads nothing but the handshake from a peer that does not prove
+    the key (none, or a wrong one), and then closes the connection."""
+    marker = tmp_path / "loaded"
+    with cluster_client.as_current():
+        holder = cluster_client.submit(dask_engine.ChunkHolder, 1, np.zeros((4, 2)), actor=True)
+        address = holder.result().open_channel("127.0.0.1", os.urandom(32)).result()
+    with socket.create_connection(address, timeout=30) as sock:
+        if key is None:  # a pickle where the handshake should be
+            payload = pickle.dumps(((Marker(str(marker)),), [0], [0]))
+            sock.sendall(len(payload).to_bytes(4, "big") + payload)
+        else:
+            with pytest.raises(multiprocessing.AuthenticationError):
+                dask_engine.handshake(sock, key, b"client")
+            payload = pickle.dumps(((Marker(str(marker)),), [0], [0]))
+            try:
+                sock.sendall(len(payload).to_bytes(4, "big") + payload)
+            except OSError:
+                pass
+        sock.settimeout(30)
+        while True:  # the server closes its end
+            try:
+                if not sock.recv(4096):
+                    break
+            except ConnectionResetError:
+                break
+    time.sleep(0.2)
+    assert not marker.exists()
+    holder.release()
+
+
+@pytest.mark.parametrize("client_key, ok", [(b"k" * 32, True), (b"j" * 32, False)])
+def test_the_handshake_needs_the_same_key_on_both_ends(client_key, ok):
+    left, right = socket.socketpair()
+    outcome = {}
+
+    def serve():
+        try:
+            dask_engine.handshake(left, b"k" * 32, b"server")
+            outcome["server"] = True
+        except (multiprocessing.AuthenticationError, EOFError, OSError):
+            outcome["server"] = False
+            left.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        dask_engine.handshake(right, client_key, b"client")
+        outcome["client"] = True
+    except (multiprocessing.AuthenticationError, EOFError, OSError):
+        outcome["client"] = False
+    right.close()
+    thread.join(30)
+    left.close()
+    assert outcome == {"server": ok, "client": ok}
