@@ -669,8 +669,12 @@ else:
         n, d = values.shape
         empty = np.empty(n, np.bool_)
         for i in range(n):
+            none = True
             for j in range(d):
-                features[j, i] = values[i, j] - reference[j]
+                v = values[i, j]
+                features[j, i] = v - reference[j]
+                none &= v != v  # NaN
+            empty[i] = none
         for j in range(d):
             x, square, mask = features[j], features[d + j], features[2 * d + j]
             for i in range(n):  # selects, not branches: random gaps would mispredict
@@ -680,10 +684,4 @@ else:
                 x[i] = w
                 square[i] = w * w
                 mask[i] = 1.0 if ok else 0.0
-        for i in range(n):
-            empty[i] = True
-        for j in range(d):
-            mask = features[2 * d + j]
-            for i in range(n):
-                empty[i] &= mask[i] == 0.0
         return empty
