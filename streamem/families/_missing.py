@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import FLUSH_BELOW, NO_ROWS, compiled
-from ._base import add_statistics, work_array
+from ._base import SLICE_BYTES, add_statistics, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -314,13 +314,14 @@ class MaskedFeatures:
         return n_expanded + n_features
 
     def missing_coefficients(self, params: Any, reference: Any) -> Any:
-        return self.masked_coefficients(params, reference)
+        A, b = self.masked_coefficients(params, reference)
+        return A, (b if b.any() else None)  # None: nothing to add to every block
 
     def missing_log_prob(self, block: MaskedBlock, coefficients: Any) -> tuple[np.ndarray, None]:
         A, b = coefficients
         log_prob = work_array(block.work, "log_prob", (A.shape[0], block.features.shape[1]))
         np.matmul(A, block.features, out=log_prob)
-        if b.any():
+        if b is not None:
             log_prob += b[:, None]
         if block.base is not None:
             log_prob += block.base
@@ -329,7 +330,10 @@ class MaskedFeatures:
     def missing_sums(
         self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
     ) -> np.ndarray:
-        return add_statistics(np.zeros((len(resp), len(block.features))), resp, block.features)
+        F = block.features
+        if 8 * F.size > SLICE_BYTES:  # the GEMM in slices (add_statistics)
+            return add_statistics(np.zeros((len(resp), len(F))), resp, F)
+        return np.dot(resp, F.T)
 
     def missing_estep(
         self,

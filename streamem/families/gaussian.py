@@ -263,7 +263,7 @@ class Gaussian(MaskedFeatures):
 
     def missing_coefficients(self, params: GaussianParams, reference: np.ndarray):
         if not self._conditional:
-            return self.masked_coefficients(params, reference)
+            return super().missing_coefficients(params, reference)
         return _missing.conditional_coefficients(
             params.precisions_cholesky, params.means - reference
         )
