@@ -3,7 +3,8 @@
 Writes synthetic float32 stores (D=16, K=8) with ``streamem.make_mixture`` under a temporary
 folder, then, each in a fresh process:
 
-* reads and decodes the whole store once with Dask (the I/O floor);
+* reads and decodes the whole store once with Dask, on as many threads as a fit reads with
+  (the I/O floor; the time of the reads alone, not of opening the store);
 * fits ``GaussianMixture(8, covariance_type=...)`` with default settings for 3 iterations,
   timing each iteration (a callback) and recording the process's peak RSS;
 * the same for ``BayesianGaussianMixture(8, covariance_type="diag")`` (variational Bayes with
@@ -14,7 +15,8 @@ folder, then, each in a fresh process:
 With ``--cold`` (needs root) the page cache is dropped before every measurement and after every
 iteration, so every pass reads from disk as it would for a store bigger than memory (the time
 the drop itself takes, a ``sync`` and the kernel freeing gigabytes of cache, is not counted in
-the iteration it follows); otherwise the store is read from the page cache. The folder is removed at the end.
+the iteration it follows); otherwise the store is read from the page cache. The folder is
+removed at the end.
 
 Run: ``python scripts/bench_outofcore.py [--size 8GiB] [--sizes 1GiB,2GiB,4GiB] [--cold]``
 """
@@ -53,8 +55,14 @@ def child(task: dict) -> dict:
     start = time.perf_counter()
     out: dict = {}
     if task["what"] == "read":
+        from streamem.engines.dask_ import LOCAL_THREADS_PER_CORE
+        from streamem.engines.numpy_ import default_threads
+
         data = streamem.open_rows(f"{path}/data").data
-        data.map_blocks(lambda b: np.zeros((1, 1)), chunks=(1, 1), dtype=float).compute()
+        reads = data.map_blocks(lambda b: np.zeros((1, 1)), chunks=(1, 1), dtype=float)
+        # the reads alone (not opening the store), on as many threads as a fit reads with
+        start = time.perf_counter()
+        reads.compute(num_workers=LOCAL_THREADS_PER_CORE * default_threads())
         out["seconds"] = time.perf_counter() - start
     elif task["what"] == "fit":
         stamps: list[float] = []
