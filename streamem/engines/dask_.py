@@ -103,15 +103,23 @@ class ChunkHolder:
         ]
         return [task.result() for task in tasks]
 
-    def open_channel(self, host: str, key: bytes) -> tuple[str, int]:
-        """Listen on ``host`` (the worker's) for one connection from the client that knows
+    def open_channel(self, key: bytes) -> tuple[str, int] | None:
+        """Listen on this worker's host for one connection from the client that knows
         ``key``, and serve :meth:`estep` calls on it from a thread of its own until it closes.
 
-        Returns the address to connect to. An actor call takes ~2 ms on a 2-core machine
-        (the client's and the worker's event loops, the actor's thread, distributed's
-        messages) where this takes ~0.2 ms: incremental EM makes one such call per worker
-        after every M-step, E-steps of a few milliseconds each.
+        Returns the address to connect to, or None where the worker's comm is not plain TCP
+        (TLS, not to be bypassed in the clear; UCX; in-process). An actor call takes ~2 ms on
+        a 2-core machine (the client's and the worker's event loops, the actor's thread,
+        distributed's messages) where this takes ~0.2 ms: incremental EM makes one such call
+        per worker after every M-step, E-steps of a few milliseconds each.
         """
+        from distributed import get_worker
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(get_worker().address)
+        if scheme != "tcp":
+            return None
+        host, _ = parse_host_port(location)
         server = socket.create_server(
             (host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET
         )
@@ -199,22 +207,16 @@ class HeldChunks:
     ----------
     future : distributed.Future
         The actor's future (its status tells whether the worker still holds it).
-    worker : str
-        The address of the worker it lives on.
     """
 
-    def __init__(self, future: Any, worker: str) -> None:
+    def __init__(self, future: Any) -> None:
         self.future, self.actor = future, future.result()
         self.connection: Connection | None = None
         try:
-            from distributed.comm.addressing import parse_address, parse_host_port
-
-            scheme, location = parse_address(worker)
-            if scheme != "tcp":  # TLS (not to be bypassed in the clear), UCX, in-process
-                return
-            host, _ = parse_host_port(location)
             key = secrets.token_bytes(32)
-            address = self.actor.open_channel(host, key).result()
+            address = self.actor.open_channel(key).result()
+            if address is None:
+                return
             sock = socket.create_connection(address, timeout=CHANNEL_TIMEOUT)
             try:
                 handshake(sock, key, b"client")
@@ -266,10 +268,10 @@ def held_calls(
     ``indices``: each chunk by the holder with the fewest chunks so far (the first on a tie)."""
     calls: dict[int, tuple[HeldChunks, list[int], list[int]]] = {}
     for index in indices:
-        actor, position = min(
+        holder, position = min(
             holders[index], key=lambda held: len(calls.get(id(held[0]), ((), ()))[1])
         )
-        _, positions, wanted = calls.setdefault(id(actor), (actor, [], []))
+        _, positions, wanted = calls.setdefault(id(holder), (holder, [], []))
         positions.append(position)
         wanted.append(index)
     return list(calls.values())
@@ -534,7 +536,7 @@ class DaskEngine(ArrayEngine):
                 allow_other_workers=True,
                 pure=False,
             )
-            held = HeldChunks(future, worker)
+            held = HeldChunks(future)
             created.append(held)
             for n, index in enumerate(indices):
                 holders.setdefault(index, []).append((held, n))

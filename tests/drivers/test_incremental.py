@@ -211,7 +211,7 @@ def test_a_channel_loads_nothing_from_a_client_without_its_key(cluster_client, t
     marker = tmp_path / "loaded"
     with cluster_client.as_current():
         holder = cluster_client.submit(dask_engine.ChunkHolder, 1, np.zeros((4, 2)), actor=True)
-        address = holder.result().open_channel("127.0.0.1", os.urandom(32)).result()
+        address = holder.result().open_channel(os.urandom(32)).result()
     with socket.create_connection(address, timeout=30) as sock:
         if key is None:  # a pickle where the handshake should be
             payload = pickle.dumps(((Marker(str(marker)),), [0], [0]))
@@ -260,3 +260,21 @@ def test_the_handshake_needs_the_same_key_on_both_ends(client_key, ok):
     thread.join(30)
     left.close()
     assert outcome == {"server": ok, "client": ok}
+
+
+def test_a_cluster_without_plain_tcp_keeps_the_actor_calls(rows):
+    """In-process workers (``inproc://``; likewise TLS): no channel, the same results."""
+    models = (a_model(rows),)
+    local = DaskEngine(da.from_array(rows, chunks=(500, 3))).estep_chunks(models, [3, 6])
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+        client.as_current(),
+    ):
+        assert all(a.startswith("inproc://") for a in client.nthreads())
+        engine = DaskEngine(da.from_array(rows, chunks=(500, 3)).persist())
+        held = engine.estep_chunks(models, [3, 6])
+        assert engine._held and all(h.connection is None for h in engine._held)
+    assert_identical(held, local)
