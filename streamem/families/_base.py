@@ -32,6 +32,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from .._kernels import compiled
+
 # Bytes of per-row work arrays (features, log-probabilities, responsibilities) in a block:
 # about a core's L2 cache, so the features stay in cache between the two GEMMs that read
 # them, yet blocks are large enough that NumPy's per-call overhead (and the GIL it holds)
@@ -218,14 +220,29 @@ def updated_weights(family: Family, stats: Any, params: Any) -> np.ndarray:
 # -- helpers the families share ----------------------------------------------------------------
 
 
-def finite_mean(X: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """Float64 mean of ``X`` over ``axis``, from its rows without NaN or infinity (else 0).
+def finite_mean(X: np.ndarray, axis: int | None = None, step: int = 1) -> np.ndarray:
+    """Float64 mean of ``X[::step]`` over ``axis``, from its rows without NaN or infinity
+    (else 0).
 
     A chunk's reference point: the kernel reports the non-finite rows in their own block, so
     the reference is taken from the others. ``X`` must have at least one row.
     """
-    with np.errstate(invalid="ignore", over="ignore"):
-        mean = X.mean(axis=axis, dtype=np.float64)
+    kernels = compiled()
+    if (
+        axis == 0
+        and kernels is not None
+        and X.ndim == 2
+        and X.dtype in (np.float32, np.float64)
+        and step > 0
+    ):
+        mean = np.empty(X.shape[1])
+        with np.errstate(invalid="ignore", over="ignore"):
+            kernels.sampled_means(X, step, mean)
+        X = X[::step]
+    else:
+        X = X[::step]
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = X.mean(axis=axis, dtype=np.float64)
     if not np.all(np.isfinite(mean)):
         finite = np.isfinite(X).all(axis=1)
         mean = X[finite].mean(axis=axis, dtype=np.float64) if finite.any() else np.zeros_like(mean)

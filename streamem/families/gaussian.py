@@ -90,7 +90,7 @@ class Gaussian(MaskedFeatures):
     def reference(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] == 0:
             return np.zeros(X.shape[1])
-        return finite_mean(X[:: -(-X.shape[0] // REFERENCE_ROWS)], axis=0)
+        return finite_mean(X, axis=0, step=-(-X.shape[0] // REFERENCE_ROWS))
 
     def features(
         self, X: np.ndarray, reference: np.ndarray, out: np.ndarray | None = None
