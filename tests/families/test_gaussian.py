@@ -160,6 +160,26 @@ def test_reference_skips_non_finite_rows_without_warnings():
         np.testing.assert_array_equal(family.reference(np.zeros((0, 2))), [0.0, 0.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 5, 4096, 4097, 65_536, 200_003])
+def test_compiled_reference_is_numpys_mean_bit_for_bit(n, dtype, monkeypatch):
+    """The chunk's centre summed by the compiled pass over its sampled rows is NumPy's mean
+    of the same rows, to the last bit (so no number of a fit changes with the kernels)."""
+    from streamem import _kernels
+
+    rng = np.random.default_rng(n)
+    X = (rng.standard_normal((n, 7)) * 1e3 + rng.uniform(-1e6, 1e6, 7)).astype(dtype)
+    family = Gaussian()
+    centres = {}
+    for kernels in ("numba", "numpy"):
+        monkeypatch.setattr(_kernels, "KERNELS", kernels)
+        centres[kernels] = family.reference(X)
+    step = -(-n // REFERENCE_ROWS)
+    assert centres["numba"].dtype == np.float64
+    assert np.array_equal(centres["numba"], centres["numpy"])
+    assert np.array_equal(centres["numba"], X[::step].mean(axis=0, dtype=np.float64))
+
+
 @pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
 def test_statistics_do_not_depend_on_the_chunk_centre(kind):
     """A large chunk is centred on the mean of evenly spaced rows; the statistics equal those
