@@ -95,7 +95,6 @@ def child(task: dict) -> dict:
             model.fit(f"{path}/data")
         out["init_seconds"] = stamps[0] - start - (stamps[1] - stamps[0])
         out["per_iteration"] = float(np.median(np.diff(stamps))) if len(stamps) > 1 else None
-        out["drop_seconds"] = dropping[0]
     else:  # scikit-learn, in memory
         import warnings
 

@@ -18,6 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -150,8 +151,6 @@ def handshake(sock: socket.socket, key: bytes, role: bytes) -> None:
     multiprocessing.AuthenticationError
         If the other end does not know the key.
     """
-    from multiprocessing import AuthenticationError
-
     other = b"client" if role == b"server" else b"server"
     challenge = secrets.token_bytes(32)
     sock.sendall(challenge)

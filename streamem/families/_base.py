@@ -34,6 +34,8 @@ import numpy as np
 
 from .._kernels import compiled
 
+FLOATS = (np.float32, np.float64)
+
 # Bytes of per-row work arrays (features, log-probabilities, responsibilities) in a block:
 # about a core's L2 cache, so the features stay in cache between the two GEMMs that read
 # them, yet blocks are large enough that NumPy's per-call overhead (and the GIL it holds)
@@ -154,12 +156,18 @@ SLICE_BYTES = 1 << 20
 SLICE_MAX_COMPONENTS = 8
 
 
-def add_statistics(sums: np.ndarray, resp: np.ndarray, F: np.ndarray) -> np.ndarray:
+def add_statistics(sums: np.ndarray | None, resp: np.ndarray, F: np.ndarray) -> np.ndarray:
     """``sums += resp · Fᵀ`` for responsibilities (K, n) and feature-major features (P, n),
-    in slices of features when that is faster; returns ``sums``. Through ``np.dot``, which
-    releases the GIL at any size (``np.matmul`` holds it for products under 500 entries)."""
-    k, p = sums.shape
-    if k <= SLICE_MAX_COMPONENTS and p > SLICE_FEATURES and 8 * F.size > SLICE_BYTES:
+    in slices of features when that is faster; returns ``sums`` (with ``sums`` None, the
+    product itself). Through ``np.dot``, which releases the GIL at any size (``np.matmul``
+    holds it for products under 500 entries)."""
+    k, p = len(resp), len(F)
+    sliced = k <= SLICE_MAX_COMPONENTS and p > SLICE_FEATURES and 8 * F.size > SLICE_BYTES
+    if sums is None:
+        if not sliced:
+            return np.dot(resp, F.T)
+        sums = np.zeros((k, p))
+    if sliced:
         for a in range(0, p, SLICE_FEATURES):
             sums[:, a : a + SLICE_FEATURES] += np.dot(resp, F[a : a + SLICE_FEATURES].T)
     else:
@@ -228,24 +236,18 @@ def finite_mean(X: np.ndarray, axis: int | None = None, step: int = 1) -> np.nda
     the reference is taken from the others. ``X`` must have at least one row.
     """
     kernels = compiled()
-    if (
-        axis == 0
-        and kernels is not None
-        and X.ndim == 2
-        and X.dtype in (np.float32, np.float64)
-        and step > 0
-    ):
-        mean = np.empty(X.shape[1])
-        with np.errstate(invalid="ignore", over="ignore"):
-            kernels.sampled_means(X, step, mean)
-        X = X[::step]
-    else:
-        X = X[::step]
-        with np.errstate(invalid="ignore", over="ignore"):
-            mean = X.mean(axis=axis, dtype=np.float64)
+    rows = X[::step]
+    with np.errstate(invalid="ignore", over="ignore"):
+        if axis == 0 and kernels is not None and X.ndim == 2 and X.dtype in FLOATS:
+            mean = np.empty(X.shape[1])
+            kernels.sampled_means(X, step, mean)  # rows' mean, without NumPy's strided pass
+        else:
+            mean = rows.mean(axis=axis, dtype=np.float64)
     if not np.all(np.isfinite(mean)):
-        finite = np.isfinite(X).all(axis=1)
-        mean = X[finite].mean(axis=axis, dtype=np.float64) if finite.any() else np.zeros_like(mean)
+        finite = np.isfinite(rows).all(axis=1)
+        mean = (
+            rows[finite].mean(axis=axis, dtype=np.float64) if finite.any() else np.zeros_like(mean)
+        )
         mean = np.nan_to_num(mean, nan=0.0, posinf=0.0, neginf=0.0)
     return mean
 

@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import FLUSH_BELOW, NO_ROWS, compiled
-from ._base import SLICE_BYTES, add_statistics, work_array
+from ._base import add_statistics, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -330,10 +330,7 @@ class MaskedFeatures:
     def missing_sums(
         self, block: MaskedBlock, coefficients: Any, carry: None, resp: np.ndarray
     ) -> np.ndarray:
-        F = block.features
-        if 8 * F.size > SLICE_BYTES:  # the GEMM in slices (add_statistics)
-            return add_statistics(np.zeros((len(resp), len(F))), resp, F)
-        return np.dot(resp, F.T)
+        return add_statistics(None, resp, block.features)
 
     def missing_estep(
         self,
