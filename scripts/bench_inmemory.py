@@ -98,7 +98,10 @@ def seconds_per_iteration(
 ) -> tuple[float, float, int]:
     """Median wall seconds per iteration, the CPU seconds per wall second of those, and the
     iterations timed: at least ``iterations``, more where those take under ``min_seconds``
-    (a CPU-time ratio over a tenth of a second is mostly the noise of its two ends)."""
+    (a CPU-time ratio over a tenth of a second is mostly the noise of its two ends). A
+    first fit warms up (compiled kernels, first-touch page faults): a compilation counted
+    in the one-iteration fit made the difference negative."""
+    fit(cls, X, k, kind, start, 1)
     per_iteration, _ = _timed(cls, X, k, kind, start, iterations, 1)
     iterations = max(iterations, math.ceil(min_seconds / max(per_iteration, 1e-6)))
     return (*_timed(cls, X, k, kind, start, iterations, repeats), iterations)

@@ -17,6 +17,8 @@ import numpy as np
 FLUSH_BELOW = 1e-300
 #: No row weights / base measure, for the compiled kernels.
 NO_ROWS = np.empty(0)
+#: No columns chosen: every column (compiled kernels' empty argument).
+NO_COLUMNS = np.empty(0, np.int64)
 
 #: ``"numba"``, ``"numpy"``, or None: numba if it can be imported (decided on first use).
 KERNELS: str | None = None

@@ -19,9 +19,15 @@ from typing import Any, NamedTuple
 import dask
 import numpy as np
 
-from ._kernels import FLUSH_BELOW, NO_ROWS, compiled
+from ._kernels import FLUSH_BELOW, NO_COLUMNS, NO_ROWS, compiled
 from ._validation import check_weight_values, row_range
-from .families._base import Mixture, add_statistics, block_rows, log_weights
+from .families._base import (
+    Mixture,
+    add_statistics,
+    block_rows,
+    cached_block_rows,
+    log_weights,
+)
 from .families._missing import missing_policy, nan_hint, supports_missing
 from .sources import Rows, labelled
 
@@ -166,6 +172,20 @@ def _rows(buffer: np.ndarray, width: int) -> np.ndarray:
     return buffer.reshape(-1)[: rows * width].reshape(rows, width)
 
 
+def _compiled_features(family: Any, X: np.ndarray) -> int | None:
+    """The code of ``gaussian_features`` that builds the family's features of rows ``X``,
+    where the chunk kernel takes the whole chunk in one compiled call; else None."""
+    code = getattr(family, "compiled_features", None)
+    if code is None or X.dtype not in (np.float32, np.float64) or X.ndim != 2:
+        return None
+    return code
+
+
+class _Missing(Exception):
+    """A block has NaN and the models marginalise or drop them: the chunk is done again by
+    the missing-value path."""
+
+
 def chunk_estep(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -211,9 +231,110 @@ def chunk_estep(
         A, b = family.coefficients(model.params, references[key])
         terms.append((family, A, b + log_weights(model.weights)))
 
+    # the models of a family with compiled features: the whole chunk in one compiled call
+    # per family, without the GIL; the others block by block
+    kernels = compiled()
+    together: dict[Any, list[int]] = {}
+    blocks = []
+    for i, (family, _, _) in enumerate(terms):
+        if kernels is not None and _compiled_features(family, X) is not None:
+            together.setdefault(family, []).append(i)
+        else:
+            blocks.append(i)
     counts = [np.zeros(A.shape[0]) for _, A, _ in terms]
     sums = [np.zeros(A.shape) for _, A, _ in terms]
     log_likelihood = np.zeros(len(models))
+    try:
+        for family, chosen in together.items():
+            log_likelihood[chosen] = _compiled_estep(
+                kernels,
+                X,
+                sample_weight,
+                family,
+                references[family.feature_key],
+                [terms[i] for i in chosen],
+                [counts[i] for i in chosen],
+                [sums[i] for i in chosen],
+                row_offset,
+                policy,
+            )
+        if blocks:
+            log_likelihood[blocks] = _blocks_estep(
+                kernels,
+                X,
+                sample_weight,
+                references,
+                [terms[i] for i in blocks],
+                [counts[i] for i in blocks],
+                [sums[i] for i in blocks],
+                row_offset,
+                policy,
+            )
+    except _Missing:
+        return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
+
+    stats = tuple(
+        family.finalize(c, s, references[family.feature_key])
+        for (family, _, _), c, s in zip(terms, counts, sums, strict=True)
+    )
+    if policy == "marginalize":  # one statistics layout for chunks with and without NaN
+        stats = tuple(_promoted(model.family, s) for model, s in zip(models, stats, strict=True))
+    return EStepResult(stats, log_likelihood, weight, n)
+
+
+def _compiled_estep(
+    kernels: ModuleType,
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    family: Any,
+    reference: np.ndarray,
+    terms: list,
+    counts: list[np.ndarray],
+    sums: list[np.ndarray],
+    row_offset: int,
+    policy: str,
+) -> np.ndarray:
+    """The chunk in one compiled call (``gaussian_chunk_estep``) for models of one family
+    with compiled features: their log-likelihoods, their summed statistics added to
+    ``counts`` and ``sums``. Blocks hold features that stay in a core's cache, whatever the
+    number of models, so a model's numbers do not depend on those it shares the pass with."""
+    step = min(max(len(X), 1), cached_block_rows(terms[0][1].shape[1]))
+    log_likelihood, bad = kernels.gaussian_chunk_estep(
+        X,
+        reference,
+        _compiled_features(family, X),
+        tuple(np.ascontiguousarray(A, dtype=np.float64) for _, A, _ in terms),
+        tuple(np.ascontiguousarray(b, dtype=np.float64) for _, _, b in terms),
+        NO_ROWS if sample_weight is None else sample_weight,
+        step,
+        FLUSH_BELOW,
+        tuple(counts),
+        tuple(sums),
+        NO_COLUMNS,
+    )
+    if bad >= 0:
+        block = X[bad : bad + step]
+        if policy != "error" and _has_nan(block):
+            raise _Missing
+        raise non_finite_error(block, row_offset + bad, family)
+    return log_likelihood
+
+
+def _blocks_estep(
+    kernels: ModuleType | None,
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    references: dict,
+    terms: list,
+    counts: list[np.ndarray],
+    sums: list[np.ndarray],
+    row_offset: int,
+    policy: str,
+) -> np.ndarray:
+    """The chunk block by block, each step a NumPy or compiled call: the models'
+    log-likelihoods, their summed statistics added to ``counts`` and ``sums``."""
+    n = len(X)
+    log_likelihood = np.zeros(len(terms))
     step = min(
         max(n, 1),
         block_rows(
@@ -228,7 +349,6 @@ def chunk_estep(
     log_prob_buffers = [np.empty((A.shape[0], step)) for _, A, _ in terms]
     row_buffers = np.empty((2, step))
     count_buffers = [np.empty(A.shape[0]) for _, A, _ in terms]
-    kernels = compiled()
     # Non-finite values (NaN rows, overflow) make the log-likelihood non-finite; that is
     # checked after every block and raised with the rows, so the warnings are not needed.
     with np.errstate(all="ignore"):
@@ -246,9 +366,7 @@ def chunk_estep(
                     problem = family.check_block(block)
                     if problem is not None:
                         if policy != "error" and _has_nan(block):
-                            return _chunk_estep_missing(
-                                X, sample_weight, models, row_offset, policy
-                            )
+                            raise _Missing
                         raise invalid_block_error(family, block, problem, row_offset + start)
                     features[key] = (
                         family.features(block, references[key], out=feature_buffers[key]),
@@ -267,16 +385,9 @@ def chunk_estep(
                 add_statistics(sums[i], resp, F)
             if not finite:
                 if policy != "error" and _has_nan(block):
-                    return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
-                raise non_finite_error(block, row_offset + start, models[0].family)
-
-    stats = tuple(
-        family.finalize(c, s, references[family.feature_key])
-        for (family, _, _), c, s in zip(terms, counts, sums, strict=True)
-    )
-    if policy == "marginalize":  # one statistics layout for chunks with and without NaN
-        stats = tuple(_promoted(model.family, s) for model, s in zip(models, stats, strict=True))
-    return EStepResult(stats, log_likelihood, weight, n)
+                    raise _Missing
+                raise non_finite_error(block, row_offset + start, terms[0][0])
+    return log_likelihood
 
 
 # -- missing values (NaN): estimators' ``missing`` parameter, see families/_missing.py ----------
@@ -420,6 +531,16 @@ def _chunk_estep_missing(
             # the whole chunk: a conditional family's blocks leave out the complete rows
             given = None if _all_rows(members[0][1].family) else observed
             family, reference, terms, step = _missing_terms(X, given, members)
+            if kernels is not None and given is None and _masked_compiled(family, X):
+                fused = _masked_chunk_estep(
+                    kernels, X, sample_weight, family, reference, terms, row_offset
+                )
+                if isinstance(fused, ValueError):
+                    raise fused
+                for (i, _, _), part, ll in zip(terms, *fused, strict=True):
+                    log_likelihood[i] += ll
+                    stats[i] = part if stats[i] is None else family.merge(stats[i], part)
+                continue
             counts = [np.zeros(m.n_components) for _, m, _ in terms]
             found = [np.empty(m.n_components) for _, m, _ in terms]
             biases = [log_weights(m.weights) for _, m, _ in terms]
@@ -458,6 +579,54 @@ def _chunk_estep_missing(
                 stats[i] = part if stats[i] is None else family.merge(stats[i], part)
     weight = float(len(X) if sample_weight is None else sample_weight.sum())
     return EStepResult(tuple(stats), log_likelihood, weight, len(X))
+
+
+def _masked_compiled(family: Any, X: np.ndarray) -> bool:
+    """Whether the family's masked features of rows ``X`` are built by the compiled chunk
+    kernel (diagonal and spherical Gaussians)."""
+    return bool(getattr(family, "compiled_masked_features", False)) and X.dtype in (
+        np.float32,
+        np.float64,
+    )
+
+
+def _masked_chunk_estep(
+    kernels: ModuleType,
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    family: Any,
+    reference: np.ndarray,
+    terms: list,
+    row_offset: int,
+) -> tuple[list, np.ndarray] | ValueError:
+    """A chunk with NaN of a diagonal or spherical Gaussian in one compiled call: each term's
+    statistics and log-likelihood, or the error of the first block whose log-likelihood is
+    not finite (infinite values)."""
+    counts = [np.zeros(m.n_components) for _, m, _ in terms]
+    sums = [np.zeros(np.shape(c[0])) for _, _, c in terms]
+    biases = []
+    for _, model, (_, b) in terms:
+        bias = log_weights(model.weights)
+        biases.append(bias if b is None else b + bias)
+    step = min(max(len(X), 1), cached_block_rows(np.shape(terms[0][2][0])[1]))
+    log_likelihood, bad = kernels.gaussian_chunk_estep(
+        X,
+        reference,
+        -1,
+        tuple(np.ascontiguousarray(c[0]) for _, _, c in terms),
+        tuple(biases),
+        NO_ROWS if sample_weight is None else sample_weight,
+        step,
+        FLUSH_BELOW,
+        tuple(counts),
+        tuple(sums),
+        NO_COLUMNS,
+    )
+    if bad >= 0:
+        rows = np.arange(bad, min(bad + step, len(X)))
+        return _rows_error(family, X[rows], rows, row_offset)
+    parts = [family.missing_finalize(c, s, reference) for c, s in zip(counts, sums, strict=True)]
+    return parts, log_likelihood
 
 
 def merge_results(families: tuple, *results: EStepResult) -> EStepResult:

@@ -285,3 +285,122 @@ def test_compiled_kernels_raise_the_same_errors(monkeypatch):
             chunk_estep(X, None, (m,), 0)
         messages.add(str(error.value))
     assert len(messages) == 1
+
+
+# -- the chunk of a Gaussian in one compiled call ----------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=hst.lists(
+        hst.one_of(
+            hst.floats(-745.0, 0.0),
+            hst.floats(-1e-300, 0.0),
+            hst.sampled_from([0.0, -0.0, -708.0, -708.4, -np.inf, np.nan]),
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_compiled_exponential_is_within_one_unit_in_the_last_place(values):
+    """The vectorised exponential of log-probabilities less their peak: within 1 ULP of
+    NumPy's, 0 below the underflow threshold (−708, where NumPy's would be subnormal), NaN
+    kept."""
+    from streamem.families import _compiled
+
+    x = np.array(values)
+    found = x.copy()
+    _compiled.exp_in_place(found, np.empty(len(x) + 3))
+    expected = np.exp(x)
+    expected[x < _compiled.UNDERFLOW] = 0.0
+    assert np.array_equal(np.isnan(found), np.isnan(x))
+    ok = ~np.isnan(x)
+    gap = np.abs(found[ok].view(np.int64) - expected[ok].view(np.int64))
+    assert gap.max(initial=0) <= 1
+
+
+def test_compiled_exponential_over_its_whole_range():
+    from streamem.families import _compiled
+
+    x = -np.linspace(0, 708, 2_000_001)
+    found = x.copy()
+    _compiled.exp_in_place(found, np.empty_like(x))
+    gap = np.abs(found.view(np.int64) - np.exp(x).view(np.int64))
+    assert gap.max() <= 1 and gap.mean() < 0.2
+
+
+def both_paths(X, w, models, monkeypatch) -> dict:
+    """``chunk_estep`` with a Gaussian's chunk in one compiled call and block by block."""
+    from streamem import estep
+    from streamem.families import _compiled
+
+    calls = []
+    kernel = _compiled.gaussian_chunk_estep
+    with monkeypatch.context() as patch:
+        patch.setattr(_compiled, "gaussian_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
+        found = {"numba": chunk_estep(X, w, models, 0)}
+    assert calls == [1]  # one call for every model
+    with monkeypatch.context() as patch:
+        patch.setattr(estep, "_compiled_features", lambda family, X: None)
+        found["numpy"] = chunk_estep(X, w, models, 0)  # the block loop (compiled steps)
+    return found
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_chunk_equals_the_block_loop(kind, dtype, weighted, monkeypatch):
+    """Every covariance type, several models of different K in one pass, the last block
+    shorter, float32 rows, weights: the one-call kernel gives the block loop's numbers (to
+    rounding: its statistics GEMM sums in another order)."""
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(5003, 6)) * 4 + 30).astype(dtype)
+    w = rng.random(len(X)) * 2 if weighted else None
+    models = tuple(
+        Mixture(Gaussian(kind), rng.dirichlet(np.ones(k)), random_params(kind, k, 6, k))
+        for k in (1, 4, 9)
+    )
+    found = both_paths(X, w, models, monkeypatch)
+    assert_kernels_agree(found, rtol=1e-12)
+    for i, m in enumerate(models):  # a model's numbers do not depend on its companions
+        alone = chunk_estep(X, w, (m,), 0)
+        assert alone.log_likelihood[0] == found["numba"].log_likelihood[i]
+        for a, b in zip(alone.stats[0], found["numba"].stats[i], strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_compiled_chunk_of_a_variational_gaussian(monkeypatch):
+    rng = np.random.default_rng(2)
+    m, X = fitted_model("bayesian-gaussian", rng)
+    assert_kernels_agree(both_paths(X, None, (m,), monkeypatch))
+
+
+def test_compiled_chunk_gives_the_same_bits_on_any_thread():
+    """Calls running side by side on two threads give the bits of a call alone. (An empty
+    array of row weights named in a vectorised loop made its overlap check fail now and
+    then, and the loop's scalar version summed the log-likelihood in another order.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    m = model("full", k=3, d=3, seed=4)
+    chunks = np.array_split(np.random.RandomState(6).normal(size=(3000, 3)), 12)
+    alone = [chunk_estep(c, None, (m,), 0) for c in chunks]
+    with threadpool_limits(1), ThreadPoolExecutor(2) as pool:
+        for _ in range(20):
+            side_by_side = list(pool.map(lambda c: chunk_estep(c, None, (m,), 0), chunks))
+            for a, b in zip(alone, side_by_side, strict=True):
+                assert a.log_likelihood[0] == b.log_likelihood[0]
+                for u, v in zip(a.stats[0], b.stats[0], strict=True):
+                    assert np.array_equal(u, v)
+
+
+def test_compiled_chunk_blocks_stay_in_a_cores_cache():
+    """Features of at most ``CACHED_FEATURE_BYTES`` a block, and an odd number of cache
+    lines a feature row (rows a multiple of 4 KiB apart share a few of the caches' sets)."""
+    from streamem.families._base import CACHED_FEATURE_BYTES, cached_block_rows
+
+    for p in range(1, 5000, 7):
+        rows = cached_block_rows(p)
+        assert rows >= 24 and (rows * 8 // 64) % 2 == 1 and rows % 8 == 0
+        assert rows * 8 * p <= max(CACHED_FEATURE_BYTES, 40 * 8 * p)

@@ -43,6 +43,14 @@ FLOATS = (np.float32, np.float64)
 BLOCK_BYTES = 2 << 20
 MIN_BLOCK_ROWS = 64
 MAX_BLOCK_ROWS = 16384
+# The compiled chunk kernel's blocks hold at most this many bytes of features, which then
+# stay in a core's L2 (1 MiB here) between the two GEMMs that read them, with BLAS's packed
+# copy of them beside: GEMMs with K = 8 ran at this machine's peak (~54 GFLOP/s a core) on
+# features in L2 and at 24–45 beyond, for 32 to 2144 features; in the kernel, twice this
+# (features alone up to L2's size) was as fast at K = 8 and 1.2–1.4× slower at K = 16
+# (D = 32, 64). Without the GIL to take back between calls, small blocks cost little.
+CACHED_FEATURE_BYTES = 7 << 16
+MIN_CACHED_ROWS = 32
 
 # Added to component counts before dividing, as scikit-learn does, so that an empty component
 # divides by a tiny number instead of zero.
@@ -145,6 +153,15 @@ def block_rows(n_expanded_features: int, n_components: int = 0, n_features: int 
     per_row = n_expanded_features + 3 * n_components + n_features
     rows = BLOCK_BYTES // (8 * max(per_row, 1))
     return int(np.clip(rows, MIN_BLOCK_ROWS, MAX_BLOCK_ROWS))
+
+
+def cached_block_rows(n_expanded_features: int) -> int:
+    """Rows per block of the compiled chunk kernel: features of at most
+    ``CACHED_FEATURE_BYTES``, and a whole odd number of cache lines per feature row, so that
+    the rows do not share a few of the caches' sets (rows 4 KiB apart: 3584 rows of a
+    diagonal Gaussian's features made its E-step 1.5× slower)."""
+    rows = max(MIN_CACHED_ROWS, CACHED_FEATURE_BYTES // (8 * max(n_expanded_features, 1)))
+    return rows - rows % 16 - 8
 
 
 #: The statistics GEMM ``resp · Fᵀ`` of a block, (K × n)·(n × P), with few components ran at

@@ -255,31 +255,47 @@ else:
         """From ``p = exp(log p − peak)`` (K, n), in place, the responsibilities (below
         ``flush`` set to 0, then times the row weights ``w`` unless ``w`` is empty); into
         ``norm`` (n,) each row's log-likelihood ``log Σ_k p + peak`` (plus ``h`` unless
-        empty), into ``counts`` (K,) the responsibilities' sums; returns ``Σ w · norm``."""
+        empty), into ``counts`` (K,) the responsibilities' sums; returns ``Σ w · norm``.
+
+        An empty ``h`` or ``w`` is not named in the loops that do without it: the vectorised
+        loops check at run time that the arrays they read and write do not overlap, and an
+        empty array may point anywhere, so that a check failing now and then would send a
+        loop to its scalar version, whose sums are added in another order (results that
+        differ in the last bits from call to call)."""
         k, n = p.shape
-        weighted = w.shape[0] > 0
         for j in range(n):
             norm[j] = 0.0
         for c in range(k):
             for j in range(n):
                 norm[j] += p[c, j]
+        weighted = w.shape[0] > 0
         for c in range(k):
             total = 0.0
-            for j in range(n):
-                r = p[c, j] / norm[j]
-                r = 0.0 if r < flush else r  # NaN stays NaN
-                if weighted:
-                    r *= w[j]
-                p[c, j] = r
-                total += r
+            if weighted:
+                for j in range(n):
+                    r = p[c, j] / norm[j]
+                    r = (0.0 if r < flush else r) * w[j]  # NaN stays NaN
+                    p[c, j] = r
+                    total += r
+            else:
+                for j in range(n):
+                    r = p[c, j] / norm[j]
+                    r = 0.0 if r < flush else r
+                    p[c, j] = r
+                    total += r
             counts[c] = total
-        log_likelihood = 0.0
         for j in range(n):
-            value = math.log(norm[j]) + peak[j]
-            if h.shape[0] > 0:
-                value += h[j]
-            norm[j] = value
-            log_likelihood += value * w[j] if weighted else value
+            norm[j] = math.log(norm[j]) + peak[j]
+        if h.shape[0] > 0:
+            for j in range(n):
+                norm[j] += h[j]
+        log_likelihood = 0.0
+        if weighted:
+            for j in range(n):
+                log_likelihood += norm[j] * w[j]
+        else:
+            for j in range(n):
+                log_likelihood += norm[j]
         return log_likelihood
 
     #: Patterns factorised together: their matrices side by side along the innermost axis
@@ -701,3 +717,138 @@ else:
                 square[i] = w * w
                 mask[i] = 1.0 if ok else 0.0
         return empty
+
+    # -- the exponential, vectorised ----------------------------------------------------------
+    # exp(v) = 2ᵏ exp(r), k = round(v / log 2), r = v − k log 2 (Cody & Waite: log 2 in two
+    # parts, so that r is exact), exp(r) by its Taylor polynomial of degree 13 (|r| ≤ ½ log 2:
+    # truncation below 5e-18 relative), 2ᵏ added to the exponent's bits. Within one unit in
+    # the last place of NumPy's (which numba's ``np.exp``, a libm call per value, is not
+    # faster than 4×); only contractions allowed, so that the rounding by ``_SHIFTER`` stays.
+    _INV_LN2 = 1.4426950408889634
+    _LN2_HI = 6.93147180369123816490e-01
+    _LN2_LO = 1.90821492927058770002e-10
+    _SHIFTER = 6755399441055744.0  # 1.5 · 2⁵²: adding it rounds to an integer in the low bits
+    _SHIFTER_BITS = np.int64(0x4338000000000000)
+    _TAYLOR = tuple(1.0 / math.factorial(i) for i in range(14))
+
+    @njit(cache=True, nogil=True, fastmath={"contract"})
+    def _exp_reduced(x, shifted):  # pragma: no cover - compiled
+        """``x`` (≤ 0, −inf or NaN) to ``exp(r)`` in place and ``v / log 2 + _SHIFTER`` into
+        ``shifted``; below ``UNDERFLOW`` 0 (with k = 0), NaN kept."""
+        c = _TAYLOR
+        for i in range(x.shape[0]):
+            v = x[i]
+            under = v < UNDERFLOW  # also −inf
+            shifted_v = v * _INV_LN2 + _SHIFTER
+            k = shifted_v - _SHIFTER
+            r = (v - k * _LN2_HI) - k * _LN2_LO
+            p = c[13] * r + c[12]
+            p = p * r + c[11]
+            p = p * r + c[10]
+            p = p * r + c[9]
+            p = p * r + c[8]
+            p = p * r + c[7]
+            p = p * r + c[6]
+            p = p * r + c[5]
+            p = p * r + c[4]
+            p = p * r + c[3]
+            p = p * r + c[2]
+            p = p * r + c[1]
+            p = p * r + c[0]
+            x[i] = 0.0 if under else p
+            shifted[i] = shifted_v if (v == v and not under) else _SHIFTER
+
+    @njit(cache=True, nogil=True)
+    def _exp_scaled(bits, shifted_bits):  # pragma: no cover - compiled
+        """Multiply by 2ᵏ: k added to the exponent field (k from the low bits of the shifted
+        value; integers only, so that the loop vectorises)."""
+        for i in range(bits.shape[0]):
+            bits[i] += (shifted_bits[i] - _SHIFTER_BITS) << 52
+
+    @njit(cache=True, nogil=True)
+    def exp_in_place(x, scratch):  # pragma: no cover - compiled
+        """``np.exp(x, out=x)`` for a contiguous ``x`` (n,) of values ≤ 0, −inf or NaN (a
+        log-probability less its row's peak), within one unit in the last place; those below
+        ``UNDERFLOW`` give 0. ``scratch`` is float64 work space of at least n values."""
+        n = x.shape[0]
+        _exp_reduced(x, scratch[:n])
+        _exp_scaled(x.view(np.int64), scratch[:n].view(np.int64))
+
+    # -- the chunk kernel of a Gaussian, in one call -----------------------------------------
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def gaussian_chunk_estep(
+        X, reference, second, coefficients, biases, w, step, flush, counts, sums, columns
+    ):  # pragma: no cover - compiled
+        """:func:`streamem.estep.chunk_estep` of a Gaussian's rows ``X`` (n, D) in one call
+        without the GIL: per block of ``step`` rows the features (``gaussian_features`` with
+        ``second``; −1: the masked features of a diagonal or spherical Gaussian's rows with
+        NaN, ``gaussian_masked_block``, rows with nothing observed weighing 0; unless
+        ``columns`` is empty, ``observed_features`` of those columns of rows already
+        centred: the rows of one missingness pattern, ``reference`` unused), then for each
+        model ``m`` its log-probabilities ``coefficients[m] · F`` (a GEMM) plus
+        ``biases[m]``, the responsibilities (times the row weights ``w`` unless empty) and
+        their sums into ``counts[m]`` (K,), and ``r Fᵀ`` into ``sums[m]`` (K, P), computed as
+        ``F rᵀ`` through a contiguous ``rᵀ``. Returns each model's log-likelihood and the
+        first row of the first block whose log-likelihood is not finite (−1: none; the
+        statistics are then incomplete)."""
+        n = X.shape[0]
+        models = len(coefficients)
+        p = coefficients[0].shape[1]
+        k_max = 1
+        for m in range(models):
+            k_max = max(k_max, coefficients[m].shape[0])
+        features = np.empty(p * step)
+        log_prob = np.empty(k_max * step)
+        scratch = np.empty(k_max * step)
+        transposed = np.empty(k_max * step)
+        product = np.empty(p * k_max)
+        peak = np.empty(step)
+        norm = np.empty(step)
+        found = np.empty(k_max)
+        no_rows = np.empty(0)
+        block_w = np.empty(step if second < 0 else 0)
+        log_likelihood = np.zeros(models)
+        weighted = w.shape[0] > 0
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            width = stop - start
+            F = features[: p * width].reshape((p, width))
+            rows_w = w[start:stop] if weighted else no_rows
+            if columns.shape[0] > 0:
+                observed_features(X, start, stop, columns, F)
+            elif second >= 0:
+                gaussian_features(X[start:stop], reference, F, second)
+            else:
+                empty = gaussian_masked_block(X[start:stop], reference, F)
+                if empty.any():
+                    rows_w = block_w[:width]
+                    for j in range(width):
+                        rows_w[j] = 0.0 if empty[j] else (w[start + j] if weighted else 1.0)
+            for m in range(models):
+                A = coefficients[m]
+                k = A.shape[0]
+                L = log_prob[: k * width].reshape((k, width))
+                np.dot(A, F, L)
+                shift_by_peak(L, biases[m], peak[:width])
+                exp_in_place(log_prob[: k * width], scratch)
+                part = responsibilities(
+                    L, peak[:width], no_rows, rows_w, norm[:width], found[:k], flush
+                )
+                if not np.isfinite(part):
+                    return log_likelihood, start
+                log_likelihood[m] += part
+                total = counts[m]
+                for c in range(k):
+                    total[c] += found[c]
+                R = transposed[: width * k].reshape((width, k))
+                for j in range(width):
+                    for c in range(k):
+                        R[j, c] = L[c, j]
+                S = product[: p * k].reshape((p, k))
+                np.dot(F, R, S)
+                into = sums[m]
+                for c in range(k):
+                    for a in range(p):
+                        into[c, a] += S[a, c]
+        return log_likelihood, -1

@@ -52,6 +52,7 @@ ch. 11, Wiley.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -59,7 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import FLUSH_BELOW, NO_ROWS, compiled
-from ._base import add_statistics, work_array
+from ._base import add_statistics, cached_block_rows, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -980,7 +981,11 @@ def conditional_estep(
     responsibilities' sums.
     """
     kernels = compiled()
-    if kernels is None or any(len(group.grouped) for group in block.groups) or block.empty.any():
+    if kernels is None:
+        return None
+    if all(len(group.grouped) == len(group.runs) for group in block.groups):
+        return _frequent_estep(kernels, block, coefficients, bias, weights, counts)
+    if any(len(group.grouped) for group in block.groups) or block.empty.any():
         return None
     x, work = block.centred, block.work
     n, d = x.shape
@@ -1010,6 +1015,69 @@ def conditional_estep(
     first = np.matmul(roots[:, None, :], weighted)[:, 0]
     second = np.matmul(weighted.transpose(0, 2, 1), weighted)
     second += scatter.transpose(2, 0, 1)
+    iu0, iu1 = _upper(d)
+    return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
+
+
+def _frequent_estep(
+    kernels: Any,
+    block: ConditionalBlock,
+    coefficients: ConditionalCoefficients,
+    bias: np.ndarray,
+    weights: np.ndarray | None,
+    counts: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """:func:`conditional_estep` of a block whose rows all have frequent patterns (profiles
+    cut at depths), or nothing observed: each run of a pattern is the complete-data E-step
+    of its observed entries' Gaussian (:class:`PatternTerms`), one GIL-free call of the
+    chunk kernel, whose moments become complete statistics (``pattern_moments``)."""
+    x = block.centred
+    d = x.shape[1]
+    k = len(coefficients.shift)
+    _, known = _slab_tables(block.slab, coefficients, every=False)
+    first, second = np.zeros((k, d)), np.zeros((k, d, d))
+    counts[:] = 0.0
+    log_likelihood = 0.0
+    for group in block.groups:
+        sizes = np.diff(group.starts, append=group.stop - group.start)
+        for run in group.grouped:
+            a = group.start + int(group.starts[run])
+            b = a + int(sizes[run])
+            u = int(group.runs[run])
+            terms = known.get((group.s, u))
+            if terms is None:
+                columns = block.slab.columns[group.s][u]
+                terms = _pattern_terms(coefficients, columns, _cached_shape(coefficients, columns))
+                known[(group.s, u)] = terms
+            S, S0 = np.zeros(terms.A.shape), np.zeros(k)
+            part, bad = kernels.gaussian_chunk_estep(
+                x[a:b],
+                coefficients.shift[0],  # unused: the rows are centred
+                0,
+                (np.ascontiguousarray(terms.A),),
+                (terms.b + bias,),
+                NO_ROWS if weights is None else np.ascontiguousarray(weights[a:b]),
+                min(b - a, cached_block_rows(terms.A.shape[1])),
+                FLUSH_BELOW,
+                (S0,),
+                (S,),
+                terms.observed,
+            )
+            if bad >= 0:  # infinite values: the caller finds and names the row
+                return math.nan, np.zeros((k, d + d * (d + 1) // 2))
+            log_likelihood += part[0]
+            counts += S0
+            kernels.pattern_moments(
+                S,
+                S0,
+                terms.regression,
+                terms.offset,
+                terms.covariance,
+                terms.observed,
+                terms.missing,
+                first,
+                second,
+            )
     iu0, iu1 = _upper(d)
     return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
 

@@ -142,6 +142,10 @@ class BayesianGaussian:
     def feature_key(self) -> str:
         return self._gaussian.feature_key
 
+    @property
+    def compiled_features(self) -> int:
+        return self._gaussian.compiled_features
+
     def with_data_weight(self, data_weight: float | None) -> BayesianGaussian:
         """This family with another ``data_weight``."""
         return dataclasses.replace(self, data_weight=data_weight)

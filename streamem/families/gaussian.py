@@ -85,6 +85,12 @@ class Gaussian(MaskedFeatures):
     def feature_key(self) -> str:
         return self._kernels.feature_key
 
+    @property
+    def compiled_features(self) -> int:
+        """The code of ``gaussian_features`` for these features (the chunk kernel takes a
+        chunk of complete rows in one compiled call)."""
+        return self._kernels.second_order_code
+
     # -- E-step ------------------------------------------------------------------------------
 
     def reference(self, X: np.ndarray) -> np.ndarray:
@@ -225,6 +231,12 @@ class Gaussian(MaskedFeatures):
     @property
     def _conditional(self) -> bool:
         return self.covariance_type in ("full", "tied")
+
+    @property
+    def compiled_masked_features(self) -> bool:
+        """Whether a chunk with NaN is taken in one compiled call (``gaussian_masked_block``
+        features: diagonal and spherical)."""
+        return not self._conditional
 
     @property
     def missing_all_rows(self) -> bool:

@@ -680,3 +680,94 @@ def test_binomial_trials_column_must_be_observed():
     )
     with pytest.raises(ValueError, match=r"trials column \(column 0\).*row 1"):
         chunk_estep(X, None, (model,), 0)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gaps", ["random", "nested"])
+def test_compiled_chunk_with_gaps_equals_the_block_loop(
+    covariance_type, weighted, dtype, gaps, monkeypatch
+):
+    """A diagonal or spherical Gaussian's chunk with NaN in one compiled call (masked
+    features, rows with nothing observed weighing nothing, infinite values refused with the
+    row) gives the block loop's numbers, for two models of different K sharing the pass."""
+    from streamem import estep
+
+    from .test_gaussian import random_params
+
+    rng = np.random.default_rng(8)
+    d = 7
+    X = (rng.normal(size=(4001, d)) * 3 + 10).astype(dtype)
+    if gaps == "random":
+        X[rng.random(X.shape) < 0.3] = np.nan
+    else:
+        X[np.arange(d)[None, :] >= rng.integers(0, d + 1, len(X))[:, None]] = np.nan
+    X[[5, 3000]] = np.nan  # nothing observed
+    w = rng.random(len(X)) * 2 if weighted else None
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    models = tuple(
+        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
+        for k in (2, 5)
+    )
+    from streamem.families import _compiled
+
+    calls = []
+    kernel = _compiled.gaussian_chunk_estep
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            _compiled, "gaussian_chunk_estep", lambda *a: calls.append(a[2]) or kernel(*a)
+        )
+        fused = chunk_estep(X, w, models, 0)
+    assert calls == [-1]  # the masked features, one call for both models
+    with monkeypatch.context() as patch:
+        patch.setattr(estep, "_masked_compiled", lambda family, X: False)
+        loop = chunk_estep(X, w, models, 0)
+    np.testing.assert_allclose(fused.log_likelihood, loop.log_likelihood, rtol=1e-12)
+    for a, b in zip(fused.stats, loop.stats, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12 * np.abs(y).max())
+    X[2500, 1] = np.inf
+    messages = set()
+    for compiled_chunk in (True, False):
+        with monkeypatch.context() as patch:
+            if not compiled_chunk:
+                patch.setattr(estep, "_masked_compiled", lambda family, X: False)
+            with pytest.raises(ValueError, match="infinity.*first at row 2507") as error:
+                chunk_estep(X, w, models, 7)
+            messages.add(str(error.value))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_frequent_patterns_in_one_call_per_run_equal_the_numpy_reference(
+    covariance_type, weighted, monkeypatch
+):
+    """Profiles cut at a few depths (every run of a pattern frequent, rows with nothing
+    observed among them): each run's E-step in one call of the chunk kernel over its
+    observed entries gives the NumPy reference's log-likelihood and statistics."""
+    from streamem.families import _missing
+
+    from .test_gaussian import random_params
+
+    rng = np.random.default_rng(12)
+    d, k = 6, 3
+    X = rng.normal(size=(3000, d)) * 2 + rng.integers(0, 3, 3000)[:, None] * 3
+    depth = rng.choice([0, 2, 4, 6], size=len(X))  # observed entries; 0: none
+    X[np.arange(d)[None, :] >= depth[:, None]] = np.nan
+    w = rng.random(len(X)) * 2 if weighted else None
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    model = Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, 3))
+    calls = []
+    frequent = _missing._frequent_estep
+    monkeypatch.setattr(_missing, "_frequent_estep", lambda *a: calls.append(1) or frequent(*a))
+    results = {}
+    for name in ("numba", "numpy"):
+        monkeypatch.setattr(_kernels, "KERNELS", name)
+        results[name] = chunk_estep(X, w, (model,), 0)
+    assert calls  # the compiled kernels took the runs in one call each
+    a, b = results["numba"], results["numpy"]
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
+    for x, y in zip(a.stats[0], b.stats[0], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
