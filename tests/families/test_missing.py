@@ -771,3 +771,19 @@ def test_frequent_patterns_in_one_call_per_run_equal_the_numpy_reference(
     np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
     for x, y in zip(a.stats[0], b.stats[0], strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_an_infinite_value_in_a_frequent_pattern_names_its_row(kernels, monkeypatch):
+    from .test_gaussian import random_params
+
+    rng = np.random.default_rng(13)
+    d = 5
+    X = rng.normal(size=(2000, d))
+    X[np.arange(d)[None, :] >= rng.choice([2, 4], size=len(X))[:, None]] = np.nan
+    X[1234, 0] = -np.inf
+    family = Gaussian("full", 1e-6, "marginalize")
+    model = Mixture(family, np.full(2, 0.5), random_params("full", 2, d, 1))
+    monkeypatch.setattr(_kernels, "KERNELS", kernels)
+    with pytest.raises(ValueError, match="infinity.*1 such row.*first at row 1244"):
+        chunk_estep(X, None, (model,), 10)
