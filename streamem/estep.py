@@ -19,13 +19,14 @@ from typing import Any, NamedTuple
 import dask
 import numpy as np
 
-from ._kernels import FLUSH_BELOW, NO_COLUMNS, NO_ROWS, compiled
+from ._kernels import FLUSH_BELOW, NO_ROWS, compiled
 from ._validation import check_weight_values, row_range
 from .families._base import (
+    FLOATS,
     Mixture,
     add_statistics,
     block_rows,
-    cached_block_rows,
+    compiled_chunk_estep,
     log_weights,
 )
 from .families._missing import missing_policy, nan_hint, supports_missing
@@ -176,7 +177,7 @@ def _compiled_features(family: Any, X: np.ndarray) -> int | None:
     """The code of ``gaussian_features`` that builds the family's features of rows ``X``,
     where the chunk kernel takes the whole chunk in one compiled call; else None."""
     code = getattr(family, "compiled_features", None)
-    if code is None or X.dtype not in (np.float32, np.float64) or X.ndim != 2:
+    if code is None or X.dtype not in FLOATS or X.ndim != 2:
         return None
     return code
 
@@ -247,7 +248,6 @@ def chunk_estep(
     try:
         for family, chosen in together.items():
             log_likelihood[chosen] = _compiled_estep(
-                kernels,
                 X,
                 sample_weight,
                 family,
@@ -283,7 +283,6 @@ def chunk_estep(
 
 
 def _compiled_estep(
-    kernels: ModuleType,
     X: np.ndarray,
     sample_weight: np.ndarray | None,
     family: Any,
@@ -298,19 +297,15 @@ def _compiled_estep(
     with compiled features: their log-likelihoods, their summed statistics added to
     ``counts`` and ``sums``. Blocks hold features that stay in a core's cache, whatever the
     number of models, so a model's numbers do not depend on those it shares the pass with."""
-    step = min(max(len(X), 1), cached_block_rows(terms[0][1].shape[1]))
-    log_likelihood, bad = kernels.gaussian_chunk_estep(
+    log_likelihood, bad, step = compiled_chunk_estep(
         X,
         reference,
         _compiled_features(family, X),
-        tuple(np.ascontiguousarray(A, dtype=np.float64) for _, A, _ in terms),
-        tuple(np.ascontiguousarray(b, dtype=np.float64) for _, _, b in terms),
-        NO_ROWS if sample_weight is None else sample_weight,
-        step,
-        FLUSH_BELOW,
-        tuple(counts),
-        tuple(sums),
-        NO_COLUMNS,
+        [A for _, A, _ in terms],
+        [b for _, _, b in terms],
+        sample_weight,
+        counts,
+        sums,
     )
     if bad >= 0:
         block = X[bad : bad + step]
@@ -532,11 +527,7 @@ def _chunk_estep_missing(
             given = None if _all_rows(members[0][1].family) else observed
             family, reference, terms, step = _missing_terms(X, given, members)
             if kernels is not None and given is None and _masked_compiled(family, X):
-                fused = _masked_chunk_estep(
-                    kernels, X, sample_weight, family, reference, terms, row_offset
-                )
-                if isinstance(fused, ValueError):
-                    raise fused
+                fused = _masked_chunk_estep(X, sample_weight, family, reference, terms, row_offset)
                 for (i, _, _), part, ll in zip(terms, *fused, strict=True):
                     log_likelihood[i] += ll
                     stats[i] = part if stats[i] is None else family.merge(stats[i], part)
@@ -584,47 +575,32 @@ def _chunk_estep_missing(
 def _masked_compiled(family: Any, X: np.ndarray) -> bool:
     """Whether the family's masked features of rows ``X`` are built by the compiled chunk
     kernel (diagonal and spherical Gaussians)."""
-    return bool(getattr(family, "compiled_masked_features", False)) and X.dtype in (
-        np.float32,
-        np.float64,
-    )
+    return bool(getattr(family, "compiled_masked_features", False)) and X.dtype in FLOATS
 
 
 def _masked_chunk_estep(
-    kernels: ModuleType,
     X: np.ndarray,
     sample_weight: np.ndarray | None,
     family: Any,
     reference: np.ndarray,
     terms: list,
     row_offset: int,
-) -> tuple[list, np.ndarray] | ValueError:
+) -> tuple[list, np.ndarray]:
     """A chunk with NaN of a diagonal or spherical Gaussian in one compiled call: each term's
-    statistics and log-likelihood, or the error of the first block whose log-likelihood is
-    not finite (infinite values)."""
+    statistics and log-likelihood; a block whose log-likelihood is not finite (infinite
+    values) raises the error naming its first such row."""
     counts = [np.zeros(m.n_components) for _, m, _ in terms]
     sums = [np.zeros(np.shape(c[0])) for _, _, c in terms]
     biases = []
     for _, model, (_, b) in terms:
         bias = log_weights(model.weights)
         biases.append(bias if b is None else b + bias)
-    step = min(max(len(X), 1), cached_block_rows(np.shape(terms[0][2][0])[1]))
-    log_likelihood, bad = kernels.gaussian_chunk_estep(
-        X,
-        reference,
-        -1,
-        tuple(np.ascontiguousarray(c[0]) for _, _, c in terms),
-        tuple(biases),
-        NO_ROWS if sample_weight is None else sample_weight,
-        step,
-        FLUSH_BELOW,
-        tuple(counts),
-        tuple(sums),
-        NO_COLUMNS,
+    log_likelihood, bad, step = compiled_chunk_estep(
+        X, reference, -1, [c[0] for _, _, c in terms], biases, sample_weight, counts, sums
     )
     if bad >= 0:
         rows = np.arange(bad, min(bad + step, len(X)))
-        return _rows_error(family, X[rows], rows, row_offset)
+        raise _rows_error(family, X[rows], rows, row_offset)
     parts = [family.missing_finalize(c, s, reference) for c, s in zip(counts, sums, strict=True)]
     return parts, log_likelihood
 

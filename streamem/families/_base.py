@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from .._kernels import compiled
+from .._kernels import FLUSH_BELOW, NO_COLUMNS, NO_ROWS, compiled
 
 FLOATS = (np.float32, np.float64)
 
@@ -162,6 +162,39 @@ def cached_block_rows(n_expanded_features: int) -> int:
     diagonal Gaussian's features made its E-step 1.5× slower)."""
     rows = max(MIN_CACHED_ROWS, CACHED_FEATURE_BYTES // (8 * max(n_expanded_features, 1)))
     return rows - rows % 16 - 8
+
+
+def compiled_chunk_estep(
+    X: np.ndarray,
+    reference: np.ndarray,
+    code: int,
+    coefficients: list[np.ndarray],
+    biases: list[np.ndarray],
+    sample_weight: np.ndarray | None,
+    counts: list[np.ndarray],
+    sums: list[np.ndarray],
+    columns: np.ndarray = NO_COLUMNS,
+) -> tuple[np.ndarray, int, int]:
+    """Rows ``X`` of a Gaussian in one call of the compiled chunk kernel
+    (``_compiled.gaussian_chunk_estep``: ``code`` and ``columns`` choose the features) for
+    models of coefficients ``A`` (K, P) and biases (K,): their statistics added to
+    ``counts`` and ``sums``. Returns the models' log-likelihoods, the first row of the first
+    block whose log-likelihood is not finite (−1: none) and the rows per block."""
+    step = min(max(len(X), 1), cached_block_rows(coefficients[0].shape[1]))
+    log_likelihood, bad = compiled().gaussian_chunk_estep(
+        X,
+        reference,
+        code,
+        tuple(np.ascontiguousarray(A, dtype=np.float64) for A in coefficients),
+        tuple(np.ascontiguousarray(b, dtype=np.float64) for b in biases),
+        NO_ROWS if sample_weight is None else np.ascontiguousarray(sample_weight),
+        step,
+        FLUSH_BELOW,
+        tuple(counts),
+        tuple(sums),
+        columns,
+    )
+    return log_likelihood, bad, step
 
 
 #: The statistics GEMM ``resp · Fᵀ`` of a block, (K × n)·(n × P), with few components ran at

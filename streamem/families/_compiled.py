@@ -742,19 +742,9 @@ else:
             shifted_v = v * _INV_LN2 + _SHIFTER
             k = shifted_v - _SHIFTER
             r = (v - k * _LN2_HI) - k * _LN2_LO
-            p = c[13] * r + c[12]
-            p = p * r + c[11]
-            p = p * r + c[10]
-            p = p * r + c[9]
-            p = p * r + c[8]
-            p = p * r + c[7]
-            p = p * r + c[6]
-            p = p * r + c[5]
-            p = p * r + c[4]
-            p = p * r + c[3]
-            p = p * r + c[2]
-            p = p * r + c[1]
-            p = p * r + c[0]
+            p = c[13]
+            for j in range(12, -1, -1):  # Horner
+                p = p * r + c[j]
             x[i] = 0.0 if under else p
             shifted[i] = shifted_v if (v == v and not under) else _SHIFTER
 

@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._kernels import FLUSH_BELOW, NO_ROWS, compiled
-from ._base import add_statistics, cached_block_rows, work_array
+from ._base import add_statistics, compiled_chunk_estep, work_array
 
 #: What NaN means, as the estimators' ``missing`` parameter says it.
 MISSING_POLICIES = ("error", "marginalize", "drop")
@@ -1050,17 +1050,15 @@ def _frequent_estep(
                 terms = _pattern_terms(coefficients, columns, _cached_shape(coefficients, columns))
                 known[(group.s, u)] = terms
             S, S0 = np.zeros(terms.A.shape), np.zeros(k)
-            part, bad = kernels.gaussian_chunk_estep(
+            part, bad, _ = compiled_chunk_estep(
                 x[a:b],
                 coefficients.shift[0],  # unused: the rows are centred
                 0,
-                (np.ascontiguousarray(terms.A),),
-                (terms.b + bias,),
-                NO_ROWS if weights is None else np.ascontiguousarray(weights[a:b]),
-                min(b - a, cached_block_rows(terms.A.shape[1])),
-                FLUSH_BELOW,
-                (S0,),
-                (S,),
+                [terms.A],
+                [terms.b + bias],
+                None if weights is None else weights[a:b],
+                [S0],
+                [S],
                 terms.observed,
             )
             if bad >= 0:  # infinite values: the caller finds and names the row
