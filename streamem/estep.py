@@ -496,9 +496,14 @@ def _chunk_estep_missing(
     if policy == "drop" or not all(
         _all_rows(f) and not hasattr(f, "check_observed") for f in families
     ):
-        observed = ~np.isnan(X)
-        # a reduction along long rows: several times faster than over each row's few entries
-        complete = np.ascontiguousarray(observed.T).all(axis=0)
+        kernels = compiled()
+        if kernels is not None and X.dtype in (np.float32, np.float64):
+            observed, complete = np.empty(X.shape, bool), np.empty(len(X), bool)
+            kernels.observed_rows(X, observed, complete)
+        else:
+            observed = ~np.isnan(X)
+            # a reduction along long rows: several times faster than over each row's entries
+            complete = np.ascontiguousarray(observed.T).all(axis=0)
     if policy == "drop":
         rows = np.flatnonzero(complete)
         for family in {m.family.feature_key: m.family for m in models}.values():

@@ -146,18 +146,36 @@ else:
                 p += 1
 
     @njit(cache=True, nogil=True)
-    def gather_centred(X, missing, rows, reference, centred, block_missing):  # pragma: no cover
-        """Rows ``rows`` of ``X`` minus ``reference``, 0 where ``missing``, into ``centred``
-        (n, D) float64, and their rows of ``missing`` into ``block_missing`` (n, D): one pass
-        (NumPy: a gather, a subtraction, a mask)."""
-        n, d = rows.shape[0], X.shape[1]
+    def observed_rows(X, observed, complete):  # pragma: no cover - compiled
+        """``observed = ~np.isnan(X)`` and ``complete = observed.all(axis=1)`` in one pass
+        (NumPy: three, one of them a transposed copy, 3.0 against 1.3 ms for 250k rows of
+        16 features)."""
+        n, d = X.shape
         for i in range(n):
-            row = rows[i]
+            whole = True
+            for j in range(d):
+                seen = X[i, j] == X[i, j]
+                observed[i, j] = seen
+                whole &= seen
+            complete[i] = whole
+
+    @njit(cache=True, nogil=True)
+    def scatter_centred(X, missing, position, reference, centred, ordered):  # pragma: no cover
+        """Each row of ``X`` with a ``position`` ≥ 0, minus ``reference`` and 0 where
+        ``missing``, into that row of ``centred`` (float64), and its row of ``missing`` into
+        ``ordered``: the rows in sorted order, read in their own. Gathering them in
+        sorted order read the chunk at random; this reads it in turn and writes one stream
+        per pattern (rows cut at depths: 5.4 against 11.9 ms for 250k rows of 16 features;
+        random gaps: 12.3 against 13.3)."""
+        n, d = X.shape
+        for row in range(n):
+            p = position[row]
+            if p < 0:
+                continue
             for j in range(d):
                 gap = missing[row, j]
-                block_missing[i, j] = gap
-                centred[i, j] = 0.0 if gap else X[row, j] - reference[j]
-        return centred, block_missing
+                ordered[p, j] = gap
+                centred[p, j] = 0.0 if gap else X[row, j] - reference[j]
 
     @njit(cache=True, nogil=True)
     def pattern_keys(missing):  # pragma: no cover - compiled
