@@ -542,7 +542,9 @@ def _chunk_estep_missing(
             biases = [log_weights(m.weights) for _, m, _ in terms]
             sums: list[Any] = [None] * len(terms)
             work = np.empty((2, step))
-            for block in family.missing_blocks(X, given, reference, step):
+            whole = len(X) if kernels is not None else 0  # the compiled E-step's memory
+            blocks = family.missing_blocks(X, given, reference, step, frequent_rows=whole)
+            for block in blocks:
                 if family.missing_check(block) is not None:
                     raise _rows_error(family, X[block.rows], block.rows, row_offset)
                 bw = None if sample_weight is None else sample_weight[block.rows]

@@ -278,11 +278,17 @@ class MaskedFeatures:
         return self.reference(np.where(observed, X, masked_reference(X, observed)))
 
     def missing_blocks(
-        self, X: np.ndarray, observed: np.ndarray | None, reference: Any, step: int
+        self,
+        X: np.ndarray,
+        observed: np.ndarray | None,
+        reference: Any,
+        step: int,
+        frequent_rows: int = 0,
     ) -> Iterator[MaskedBlock]:
         """Blocks of ``step`` rows (``observed`` None: found from the NaN in ``X``); their
         work arrays are reused from block to block (freed memory can go back to the system
-        at once, and every new array would then cost page faults)."""
+        at once, and every new array would then cost page faults). ``frequent_rows`` is for
+        the conditional families (:func:`conditional_blocks`)."""
         work: dict = {}
         for start in range(0, X.shape[0], step):
             stop = min(start + step, X.shape[0])
@@ -519,11 +525,21 @@ def _sizes(starts: np.ndarray, end: int) -> np.ndarray:
 
 
 def conditional_blocks(
-    X: np.ndarray, observed: np.ndarray | None, reference: np.ndarray, step: int
+    X: np.ndarray,
+    observed: np.ndarray | None,
+    reference: np.ndarray,
+    step: int,
+    frequent_rows: int = 0,
 ) -> Iterator[ConditionalBlock]:
     """The rows of ``X`` with a missing entry in blocks of about ``step`` rows, sorted by their
     number of missing entries and then by pattern, grouped in slabs (complete rows are left
-    out: the complete-data kernel takes them)."""
+    out: the complete-data kernel takes them).
+
+    A slab whose patterns are all frequent (every run at least ``GROUP_MIN_ROWS`` rows:
+    profiles cut at depths) is one block when it has at most ``frequent_rows`` rows, for a
+    caller whose memory does not grow with a run (the E-step's compiled path: with blocks
+    of ``step`` rows, the Python of each block was a tenth of a chunk's time).
+    """
     missing = np.isnan(X) if observed is None else ~observed
     order, n_missing, pattern = pattern_order(missing)
     d = X.shape[1]
@@ -557,9 +573,11 @@ def conditional_blocks(
             index[chosen] = np.arange(len(chosen))
             if s < d:
                 first_rows[int(s)] = order[runs[chosen]]
-        run_of_row = np.repeat(np.arange(len(runs)), _sizes(runs, end))
+        sizes = _sizes(runs, end)
+        run_of_row = np.repeat(np.arange(len(runs)), sizes)
         slab = Slab(PatternColumns(missing, first_rows), {})
-        for start, stop in _block_bounds(begin, end, step, runs):
+        whole = end - begin <= frequent_rows and sizes.min() >= GROUP_MIN_ROWS
+        for start, stop in [(begin, end)] if whole else _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
             if kernels is None:
                 block_missing = missing[rows]
