@@ -547,108 +547,242 @@ else:
             first = last
         return terms, filled, starts, offsets, covariances
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _missed(missing, row):  # pragma: no cover - compiled
+        """The number of missing entries of a row."""
+        s = 0
+        for j in range(missing.shape[1]):
+            s += np.int64(missing[row, j])
+        return s
+
+    #: Rows solved together in the E-step of rare patterns, their K components side by side
+    #: in every step (R·K lanes; 32 and 128 rows were as fast).
+    ESTEP_ROWS = 64
+
+    def estep_scratch(d: int, k: int) -> int:
+        """Entries of ``conditional_estep``'s ``scratch`` for D features and K components."""
+        return (3 * d * d + 4 * d + 4) * ESTEP_ROWS * k
+
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def conditional_estep(
         x,
         missing,
-        products,
         shift,
+        stacked,
         precisions,
         log_norm,
         offset,
         bias,
         w,
         flush,
-        roots,
-        weighted,
-        scatter,
         counts,
+        first,
+        second,
+        scatter,
         scratch,
     ):  # pragma: no cover
-        """:func:`conditional_rows`, the responsibilities and ``Σ r W`` in one pass over rows
-        sorted by missingness pattern (a block whose rows all have rare patterns), for the
-        E-step: ``W`` is added to ``scatter`` (D, D, K; the upper triangles of its (m, m)
-        blocks, components last so that the K of an entry are added at once) while it is in
-        the cache, instead of being written out and read back.
+        """The E-step of rows sorted by their number of missing entries, each with at least
+        one observed (a block whose rows all have rare patterns: random gaps): returns their
+        log-likelihood ``Σ w log p(x_o)``; the responsibilities' sums go into ``counts``
+        (K,), ``Σ r x̂`` into ``first`` (K, D), ``Σ r x̂ x̂ᵀ`` into the upper triangle of
+        ``second`` (K, D, D) and ``Σ r W`` into that of ``scatter`` (D, D, K), all added to.
 
-        The responsibilities ``r`` as ``shift_by_peak`` and ``responsibilities`` find them
-        from a block's log-densities (row by row, in the same order: ``+ bias`` (K,), below
-        ``flush`` set to 0, times the row weights ``w`` unless empty); their sums into
-        ``counts`` (K,), ``√r`` into ``roots`` (K, n) and ``√r E[x' | x_o, k]`` into
-        ``weighted`` (K, n, D), so that the moments are ``rootsᵀ·weighted`` and
-        ``weightedᵀ·weighted`` (one array written per row instead of the filled rows and
-        their weighted copy). Returns ``Σ w log p(x_o)``.
+        ``shift`` (K, D) is ``P μ'``, ``stacked`` (K·D, D) the precisions one above the
+        other and ``precisions`` (D, D, K) the same, components last; ``bias`` (K,) the
+        log-weights, ``w`` the row weights (or empty), ``flush`` the responsibility below
+        which it is 0; ``scratch`` holds ``estep_scratch(D, K)`` entries.
+
+        Rows missing as many entries are taken ``ESTEP_ROWS`` at a time, each with its own
+        factorisation, and every step runs along long vectorised loops: ``P x̃`` of the
+        batch by one GEMM; ``P_mm`` and ``g`` gathered, the Cholesky factorisations, both
+        solves and ``W`` along the R·K (row, component) lanes; the log-densities and the
+        responsibilities along the rows of each component; the moments of the filled-in
+        rows ``x̂`` as sums along the rows, four at a time. A kernel that solved one row at
+        a time along its K components (its patterns factorised once per run of equal
+        patterns) spent its time in loops of K iterations, and its ``√r x̂`` written out as
+        (K, n, D) for two GEMMs cost a quarter more: 62 500 rows of 16 features with 30 %
+        of entries missing, K = 8, took 57 against 47 ms.
         """
-        d = x.shape[1]
-        k = shift.shape[1]
+        n, d = x.shape
+        k = shift.shape[0]
         weights = w.shape[0] > 0
-        starts, missed, A, T, W, inverse, log_det, index, y = _pattern_work(missing, scratch, k)
-        runs = len(missed)
-        p = np.empty(k)
-        shared = np.empty(k)
+        lanes = ESTEP_ROWS * k
+        cube = d * d * lanes
+        area = d * lanes
+        at = 3 * cube
+        inverse_all = scratch[at : at + area]
+        y_all = scratch[at + area : at + 2 * area]
+        xh_all = scratch[at + 2 * area : at + 3 * area]
+        products_all = scratch[at + 3 * area : at + 4 * area]
+        at += 4 * area
+        log_det = scratch[at : at + lanes]
+        lp = scratch[at + lanes : at + 2 * lanes]  # lanes (row, component)
+        lc = scratch[at + 2 * lanes : at + 3 * lanes]  # lanes (component, row)
+        spare = scratch[at + 3 * lanes : at + 4 * lanes]
+        xt_all = np.empty(d * ESTEP_ROWS)
+        index_all = np.empty(d * ESTEP_ROWS, np.int64)
+        z = np.empty(ESTEP_ROWS)
+        peak = np.empty(ESTEP_ROWS)
+        total = np.empty(ESTEP_ROWS)
         for c in range(k):
             counts[c] = 0.0
         log_likelihood = 0.0
-        first = 0
-        while first < runs:
-            s = missed[first]
-            last = _factor_runs(
-                missing, precisions, starts, missed, first, k, index, A, T, W, inverse, log_det
-            )
-            for g in range(last - first):
-                u = first + g
+        a0 = 0
+        while a0 < n:
+            s = _missed(missing, a0)
+            b0 = a0 + 1
+            while b0 < n and b0 - a0 < ESTEP_ROWS and _missed(missing, b0) == s:
+                b0 += 1
+            nr = b0 - a0
+            m = nr * k
+            size = s * s * m
+            A = scratch[:size].reshape((s, s, m))
+            T = scratch[cube : cube + size].reshape((s, s, m))
+            W = scratch[2 * cube : 2 * cube + size].reshape((s, s, m))
+            inverse = inverse_all[: s * m].reshape((s, m))
+            y = y_all[: s * m].reshape((s, m))
+            xt = xt_all[: d * nr].reshape((d, nr))
+            index = index_all[: d * nr].reshape((d, nr))  # its first s rows: missing columns
+            for t in range(nr):
+                q = 0
+                for j in range(d):
+                    xt[j, t] = x[a0 + t, j]
+                    index[min(q, d - 1), t] = j
+                    q += np.int64(missing[a0 + t, j])
+            products = products_all[: k * d * nr].reshape((k * d, nr))
+            np.dot(stacked, xt, products)  # row c·D + j: (P_c x̃)_j
+            # the complete-data log-density at x̃, less its constants: −x̃ᵀPx̃ + 2x̃ᵀPμ'
+            for c in range(k):
+                for t in range(nr):
+                    lc[c * nr + t] = 0.0
+                for j in range(d):
+                    twice = 2.0 * shift[c, j]
+                    for t in range(nr):
+                        lc[c * nr + t] -= xt[j, t] * (products[c * d + j, t] - twice)
+            for t in range(nr):
                 for c in range(k):
-                    shared[c] = 0.0
-                for row in range(starts[u], starts[u + 1]):
-                    _solve_row(
-                        x,
-                        row,
-                        products,
-                        shift,
-                        log_norm,
-                        offset,
-                        index[g],
-                        s,
-                        A,
-                        inverse,
-                        log_det,
-                        g * k,
-                        y,
-                        p,
-                        weighted,
-                    )
-                    peak = -np.inf
-                    for c in range(k):
-                        value = p[c] + bias[c]
-                        p[c] = value
-                        peak = max(peak, value)
-                    if not np.isfinite(peak):
-                        peak = 0.0
-                    total = 0.0
-                    for c in range(k):
-                        value = p[c] - peak
-                        p[c] = 0.0 if value < UNDERFLOW else math.exp(value)  # NaN stays NaN
-                        total += p[c]
-                    for c in range(k):
-                        r = p[c] / total
-                        r = 0.0 if r < flush else r
-                        if weights:
-                            r *= w[row]
-                        counts[c] += r
-                        shared[c] += r
-                        root = math.sqrt(r)
-                        roots[c, row] = root
-                        for j in range(d):
-                            weighted[c, row, j] *= root
-                    value = math.log(total) + peak
-                    log_likelihood += value * w[row] if weights else value
-                for a in range(s):  # Σ r W of the run, as add_covariances adds it
-                    ia = index[g, a]
-                    for b in range(a, s):
-                        ib = index[g, b]
+                    lp[t * k + c] = lc[c * nr + t]
+            for t in range(nr):  # P_mm, and g = (P x̃ − P μ')_m
+                for p in range(s):
+                    ip = index[p, t]
+                    for q in range(p + 1):
+                        iq = index[q, t]
                         for c in range(k):
-                            scatter[ia, ib, c] += shared[c] * W[a, b, g * k + c]
-            first = last
+                            A[p, q, t * k + c] = precisions[ip, iq, c]
+                    for c in range(k):
+                        y[p, t * k + c] = products[c * d + ip, t] - shift[c, ip]
+            _factor_batch(A, s, m, inverse, log_det)
+            for p in range(s):  # y = L⁻¹ g: gᵀWg = |y|²
+                for q in range(p):
+                    for i in range(m):
+                        y[p, i] -= A[p, q, i] * y[q, i]
+                for i in range(m):
+                    y[p, i] *= inverse[p, i]
+                    lp[i] += y[p, i] * y[p, i]
+            for t in range(nr):
+                for c in range(k):
+                    i = t * k + c
+                    lc[c * nr + t] = (
+                        log_norm[c]
+                        + bias[c]
+                        + 0.5 * (lp[i] + s * LOG_2PI - log_det[i] - offset[c])
+                    )
+            for p in range(s - 1, -1, -1):  # v = L⁻ᵀ y = W g: x̂_m = −v
+                for q in range(p + 1, s):
+                    for i in range(m):
+                        y[p, i] -= A[q, p, i] * y[q, i]
+                for i in range(m):
+                    y[p, i] *= inverse[p, i]
+            _covariance_batch(A, inverse, s, m, T, W)
+            # the responsibilities, as shift_by_peak and responsibilities find them
+            for t in range(nr):
+                peak[t] = -np.inf
+            for c in range(k):
+                for t in range(nr):
+                    peak[t] = max(peak[t], lc[c * nr + t])
+            for t in range(nr):
+                if not np.isfinite(peak[t]):
+                    peak[t] = 0.0
+            for c in range(k):
+                for t in range(nr):
+                    lc[c * nr + t] -= peak[t]
+            exp_in_place(lc[:m], spare)
+            for t in range(nr):
+                total[t] = 0.0
+            for c in range(k):
+                for t in range(nr):
+                    total[t] += lc[c * nr + t]
+            if weights:
+                for c in range(k):
+                    acc = 0.0
+                    for t in range(nr):
+                        r = lc[c * nr + t] / total[t]
+                        r = (0.0 if r < flush else r) * w[a0 + t]
+                        lc[c * nr + t] = r
+                        acc += r
+                    counts[c] += acc
+                for t in range(nr):
+                    log_likelihood += (math.log(total[t]) + peak[t]) * w[a0 + t]
+            else:
+                for c in range(k):
+                    acc = 0.0
+                    for t in range(nr):
+                        r = lc[c * nr + t] / total[t]
+                        r = 0.0 if r < flush else r
+                        lc[c * nr + t] = r
+                        acc += r
+                    counts[c] += acc
+                for t in range(nr):
+                    log_likelihood += math.log(total[t]) + peak[t]
+            # the moments of x̂, sums along the batch's rows
+            xh = xh_all[: k * d * nr].reshape((k, d, nr))
+            for c in range(k):
+                for j in range(d):
+                    for t in range(nr):
+                        xh[c, j, t] = xt[j, t]
+                for p in range(s):
+                    for t in range(nr):
+                        xh[c, index[p, t], t] = -y[p, t * k + c]
+            for c in range(k):
+                for i in range(d):
+                    acc = 0.0
+                    for t in range(nr):
+                        value = lc[c * nr + t] * xh[c, i, t]
+                        z[t] = value
+                        acc += value
+                    first[c, i] += acc
+                    j = i
+                    while j + 4 <= d:  # four sums at once: z read once for them
+                        a_0 = 0.0
+                        a_1 = 0.0
+                        a_2 = 0.0
+                        a_3 = 0.0
+                        for t in range(nr):
+                            a_0 += z[t] * xh[c, j, t]
+                            a_1 += z[t] * xh[c, j + 1, t]
+                            a_2 += z[t] * xh[c, j + 2, t]
+                            a_3 += z[t] * xh[c, j + 3, t]
+                        second[c, i, j] += a_0
+                        second[c, i, j + 1] += a_1
+                        second[c, i, j + 2] += a_2
+                        second[c, i, j + 3] += a_3
+                        j += 4
+                    while j < d:
+                        acc = 0.0
+                        for t in range(nr):
+                            acc += z[t] * xh[c, j, t]
+                        second[c, i, j] += acc
+                        j += 1
+            for t in range(nr):  # Σ r W, the K components of an entry at once
+                for c in range(k):
+                    lp[t * k + c] = lc[c * nr + t]
+                for p in range(s):
+                    ip = index[p, t]
+                    for q in range(p, s):
+                        iq = index[q, t]
+                        for c in range(k):
+                            scatter[ip, iq, c] += lp[t * k + c] * W[p, q, t * k + c]
+            a0 = b0
         return log_likelihood
 
     @njit(cache=True, nogil=True, fastmath=FAST)

@@ -680,6 +680,7 @@ class ConditionalCoefficients(NamedTuple):
     # the compiled kernels' layout, components last (a tied precision repeated K times)
     precisions_last: np.ndarray  # (D, D, K)
     shift_last: np.ndarray  # (D, K): P μ'
+    stacked_rows: np.ndarray  # (K·D, D): the precisions one above the other
     # the model's precision factors as given: what the patterns' cached algebra belongs to
     key: np.ndarray
 
@@ -703,6 +704,7 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
         np.einsum("kd,kd->k", shift, means),
         np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k))),
         np.ascontiguousarray(shift.T),
+        np.ascontiguousarray(np.broadcast_to(precisions, (k, d, d)).reshape(k * d, d)),
         key,
     )
 
@@ -1010,13 +1012,13 @@ def conditional_estep(
     counts: np.ndarray,
 ) -> tuple[float, np.ndarray] | None:
     """A block's log-likelihood and statistics in one compiled pass, where every row has a
-    rare pattern (random gaps) and at least one observed entry; else None.
+    rare pattern (random gaps) and at least one observed entry, or every row a frequent
+    one (:func:`_frequent_estep`); else None.
 
     The results of :func:`conditional_log_prob`, the responsibilities and
-    :func:`conditional_sums` in turn (to rounding), but each pattern's ``W`` is added to the
-    scatter while it is in the cache (written out and read back it took ~20 % of the
-    block's time) and each row's filled-in values are written once, times ``√r``. ``bias``
-    (K,) are the log-weights, ``weights`` the rows' (or None); ``counts`` (K,) gets the
+    :func:`conditional_sums` in turn (to rounding), without the filled-in rows (K, n, D)
+    written out: the kernel sums their moments batch by batch. ``bias`` (K,) are the
+    log-weights, ``weights`` the rows' (or None); ``counts`` (K,) gets the
     responsibilities' sums.
     """
     kernels = compiled()
@@ -1026,33 +1028,27 @@ def conditional_estep(
         return _frequent_estep(kernels, block, coefficients, bias, weights, counts)
     if any(len(group.grouped) for group in block.groups) or block.empty.any():
         return None
-    x, work = block.centred, block.work
-    n, d = x.shape
+    x = block.centred
+    d = x.shape[1]
     k = len(coefficients.shift)
-    last = coefficients.precisions_last
-    products = np.matmul(x, last.reshape(d, -1), out=work_array(work, "products", (n, d * k)))
-    roots = work_array(work, "log_prob", (k, n))  # √r
-    weighted = work_array(work, "filled", (k, n, d))  # √r E[x' | x_o, k]
-    scatter = np.zeros((d, d, k))  # Σ r W, components last
+    first, second, scatter = np.zeros((k, d)), np.zeros((k, d, d)), np.zeros((d, d, k))
     log_likelihood = kernels.conditional_estep(
         x,
         block.missing,
-        products.reshape(n, d, k),
-        coefficients.shift_last,
-        last,
+        coefficients.shift,
+        coefficients.stacked_rows,
+        coefficients.precisions_last,
         coefficients.log_norm,
         coefficients.offset,
         bias,
         NO_ROWS if weights is None else weights,
         FLUSH_BELOW,
-        roots,
-        weighted,
-        scatter,
         counts,
-        work_array(work, "scratch", (kernels.conditional_scratch(d, k),)),
+        first,
+        second,
+        scatter,
+        work_array(block.work, "estep", (kernels.estep_scratch(d, k),)),
     )
-    first = np.matmul(roots[:, None, :], weighted)[:, 0]
-    second = np.matmul(weighted.transpose(0, 2, 1), weighted)
     second += scatter.transpose(2, 0, 1)
     iu0, iu1 = _upper(d)
     return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)

@@ -773,6 +773,90 @@ def test_frequent_patterns_in_one_call_per_run_equal_the_numpy_reference(
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("rows", [64, 128, 63, 65])
+def test_rare_patterns_in_batches_whose_ends_meet_a_new_count(covariance_type, rows, monkeypatch):
+    """The one-pass kernel takes rows missing as many entries in batches of
+    ``ESTEP_ROWS``: where a batch ends exactly where the rows start to miss another number
+    of entries (groups of 64 and 128 rows), and a row's before or after, the log-likelihood
+    and statistics are the NumPy reference's."""
+    from streamem.families import _compiled
+
+    from .test_gaussian import random_params
+
+    assert _compiled.ESTEP_ROWS == 64
+    rng = np.random.default_rng(3)
+    d, k = 7, 3
+    groups = []
+    for s in (1, 2, 3, 4):  # `rows` rows missing s entries each, in random places
+        missing = np.argsort(rng.random((rows, d)), axis=1) < s
+        groups.append(missing)
+    missing = np.concatenate(groups)
+    X = rng.normal(size=missing.shape) * 2 + rng.integers(0, 3, len(missing))[:, None] * 3
+    X[missing] = np.nan
+    model = Mixture(
+        Gaussian(covariance_type, 1e-6, "marginalize"),
+        rng.dirichlet(np.ones(k)),
+        random_params(covariance_type, k, d, 3),
+    )
+    calls = []
+    fused = _compiled.conditional_estep
+    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
+    one_pass = chunk_estep(X, None, (model,), 0)
+    assert calls
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    reference = chunk_estep(X, None, (model,), 0)
+    np.testing.assert_allclose(one_pass.log_likelihood, reference.log_likelihood, rtol=1e-12)
+    for x, y in zip(one_pass.stats[0], reference.stats[0], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
+def test_a_slab_of_frequent_patterns_is_one_block_in_the_e_step(monkeypatch):
+    """Profiles cut at depths: the E-step's compiled path takes a slab whose patterns are
+    all frequent as one block (other callers, and slabs with a rare pattern, blocks of
+    ``step`` rows), with the numbers of the blocks of ``step`` rows."""
+    from streamem.families import _missing
+
+    from .test_gaussian import random_params
+
+    rng = np.random.default_rng(4)
+    d, k = 6, 3
+    X = rng.normal(size=(5000, d)) * 2 + rng.integers(0, 3, 5000)[:, None] * 3
+    depth = rng.choice([1, 3, 5, 6], size=len(X))
+    X[np.arange(d)[None, :] >= depth[:, None]] = np.nan
+    reference = np.nanmean(X, axis=0)
+    blocks = list(_missing.conditional_blocks(X, None, reference, 500, frequent_rows=len(X)))
+    assert len(blocks) == 1 and len(blocks[0].rows) == np.isnan(X).any(axis=1).sum()
+    assert len(list(_missing.conditional_blocks(X, None, reference, 500))) > 1
+    X[0, :2] = np.nan  # a pattern of one row: blocks of `step` rows again
+    assert len(list(_missing.conditional_blocks(X, None, reference, 500, len(X)))) > 1
+    X[0, :2] = 1.0
+    model = Mixture(
+        Gaussian("full", 1e-6, "marginalize"),
+        rng.dirichlet(np.ones(k)),
+        random_params("full", k, d, 3),
+    )
+    seen = []
+    original = _missing.conditional_blocks
+
+    def spy(*args, **kwargs):
+        for block in original(*args, **kwargs):
+            seen.append(len(block.rows))
+            yield block
+
+    monkeypatch.setattr(_missing, "conditional_blocks", spy)
+    whole = chunk_estep(X, None, (model,), 0)
+    assert len(seen) == 1
+    monkeypatch.setattr(
+        _missing, "conditional_blocks", lambda X, o, r, step, frequent_rows=0: spy(X, o, r, 500)
+    )
+    in_steps = chunk_estep(X, None, (model,), 0)
+    assert len(seen) > 2
+    np.testing.assert_allclose(whole.log_likelihood, in_steps.log_likelihood, rtol=1e-12)
+    for x, y in zip(whole.stats[0], in_steps.stats[0], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
 def test_an_infinite_value_in_a_frequent_pattern_names_its_row(kernels, monkeypatch):
     from .test_gaussian import random_params
