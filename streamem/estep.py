@@ -543,7 +543,7 @@ def _chunk_estep_missing(
             sums: list[Any] = [None] * len(terms)
             work = np.empty((2, step))
             whole = len(X) if kernels is not None else 0  # the compiled E-step's memory
-            blocks = family.missing_blocks(X, given, reference, step, frequent_rows=whole)
+            blocks = family.missing_blocks(X, given, reference, step, slab_rows=whole)
             for block in blocks:
                 if family.missing_check(block) is not None:
                     raise _rows_error(family, X[block.rows], block.rows, row_offset)

@@ -283,11 +283,11 @@ class MaskedFeatures:
         observed: np.ndarray | None,
         reference: Any,
         step: int,
-        frequent_rows: int = 0,
+        slab_rows: int = 0,
     ) -> Iterator[MaskedBlock]:
         """Blocks of ``step`` rows (``observed`` None: found from the NaN in ``X``); their
         work arrays are reused from block to block (freed memory can go back to the system
-        at once, and every new array would then cost page faults). ``frequent_rows`` is for
+        at once, and every new array would then cost page faults). ``slab_rows`` is for
         the conditional families (:func:`conditional_blocks`)."""
         work: dict = {}
         for start in range(0, X.shape[0], step):
@@ -529,16 +529,17 @@ def conditional_blocks(
     observed: np.ndarray | None,
     reference: np.ndarray,
     step: int,
-    frequent_rows: int = 0,
+    slab_rows: int = 0,
 ) -> Iterator[ConditionalBlock]:
     """The rows of ``X`` with a missing entry in blocks of about ``step`` rows, sorted by their
     number of missing entries and then by pattern, grouped in slabs (complete rows are left
     out: the complete-data kernel takes them).
 
     A slab whose patterns are all frequent (every run at least ``GROUP_MIN_ROWS`` rows:
-    profiles cut at depths) is one block when it has at most ``frequent_rows`` rows, for a
-    caller whose memory does not grow with a run (the E-step's compiled path: with blocks
-    of ``step`` rows, the Python of each block was a tenth of a chunk's time).
+    profiles cut at depths) or all rare (random gaps) is one block when it has at most
+    ``slab_rows`` rows, for a caller whose memory does not grow with the block (the
+    E-step's compiled path: with blocks of ``step`` rows, the Python of each block was a
+    tenth of a chunk's time with nested gaps).
     """
     missing = np.isnan(X) if observed is None else ~observed
     order, n_missing, pattern = pattern_order(missing)
@@ -576,7 +577,8 @@ def conditional_blocks(
         sizes = _sizes(runs, end)
         run_of_row = np.repeat(np.arange(len(runs)), sizes)
         slab = Slab(PatternColumns(missing, first_rows), {})
-        whole = end - begin <= frequent_rows and sizes.min() >= GROUP_MIN_ROWS
+        long = sizes >= GROUP_MIN_ROWS
+        whole = end - begin <= slab_rows and (long.all() or not long.any())
         for start, stop in [(begin, end)] if whole else _block_bounds(begin, end, step, runs):
             rows = order[start:stop]
             if kernels is None:
@@ -1011,9 +1013,9 @@ def conditional_estep(
     weights: np.ndarray | None,
     counts: np.ndarray,
 ) -> tuple[float, np.ndarray] | None:
-    """A block's log-likelihood and statistics in one compiled pass, where every row has a
-    rare pattern (random gaps) and at least one observed entry, or every row a frequent
-    one (:func:`_frequent_estep`); else None.
+    """A block's log-likelihood and statistics in one compiled pass, where every row with
+    an observed entry has a rare pattern (random gaps), or every one a frequent pattern
+    (:func:`_frequent_estep`); else None.
 
     The results of :func:`conditional_log_prob`, the responsibilities and
     :func:`conditional_sums` in turn (to rounding), without the filled-in rows (K, n, D)
@@ -1026,22 +1028,24 @@ def conditional_estep(
         return None
     if all(len(group.grouped) == len(group.runs) for group in block.groups):
         return _frequent_estep(kernels, block, coefficients, bias, weights, counts)
-    if any(len(group.grouped) for group in block.groups) or block.empty.any():
+    if any(len(group.grouped) for group in block.groups):
         return None
-    x = block.centred
+    # rows with nothing observed sort last and add nothing: the kernel takes the others
+    n = len(block.empty) - int(np.count_nonzero(block.empty))
+    x = block.centred[:n]
     d = x.shape[1]
     k = len(coefficients.shift)
     first, second, scatter = np.zeros((k, d)), np.zeros((k, d, d)), np.zeros((d, d, k))
     log_likelihood = kernels.conditional_estep(
         x,
-        block.missing,
+        block.missing[:n],
         coefficients.shift,
         coefficients.stacked_rows,
         coefficients.precisions_last,
         coefficients.log_norm,
         coefficients.offset,
         bias,
-        NO_ROWS if weights is None else weights,
+        NO_ROWS if weights is None else weights[:n],
         FLUSH_BELOW,
         counts,
         first,

@@ -257,10 +257,10 @@ class Gaussian(MaskedFeatures):
         # 1.32× the complete data's iteration with nested gaps, 1.39× counted as 5D)
         return 2 * n_features if self._conditional else 4 * n_features
 
-    def missing_blocks(self, X, observed, reference, step, frequent_rows=0):
+    def missing_blocks(self, X, observed, reference, step, slab_rows=0):
         if not self._conditional:
             return super().missing_blocks(X, observed, reference, step)
-        return _missing.conditional_blocks(X, observed, reference, step, frequent_rows)
+        return _missing.conditional_blocks(X, observed, reference, step, slab_rows)
 
     def masked_block(self, values, missing, reference, work):
         kernels = compiled()

@@ -811,11 +811,13 @@ def test_rare_patterns_in_batches_whose_ends_meet_a_new_count(covariance_type, r
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
-def test_a_slab_of_frequent_patterns_is_one_block_in_the_e_step(monkeypatch):
+def test_a_slab_of_frequent_or_of_rare_patterns_is_one_block_in_the_e_step(monkeypatch):
     """Profiles cut at depths: the E-step's compiled path takes a slab whose patterns are
-    all frequent as one block (other callers, and slabs with a rare pattern, blocks of
-    ``step`` rows), with the numbers of the blocks of ``step`` rows."""
-    from streamem.families import _missing
+    all frequent as one block (other callers, and slabs of frequent and rare patterns,
+    blocks of ``step`` rows), with the numbers of the blocks of ``step`` rows; random gaps
+    with rows that have nothing observed: one block, the kernel's one pass over the rows
+    with something observed, the NumPy reference's numbers."""
+    from streamem.families import _compiled, _missing
 
     from .test_gaussian import random_params
 
@@ -825,12 +827,18 @@ def test_a_slab_of_frequent_patterns_is_one_block_in_the_e_step(monkeypatch):
     depth = rng.choice([1, 3, 5, 6], size=len(X))
     X[np.arange(d)[None, :] >= depth[:, None]] = np.nan
     reference = np.nanmean(X, axis=0)
-    blocks = list(_missing.conditional_blocks(X, None, reference, 500, frequent_rows=len(X)))
+    blocks = list(_missing.conditional_blocks(X, None, reference, 500, slab_rows=len(X)))
     assert len(blocks) == 1 and len(blocks[0].rows) == np.isnan(X).any(axis=1).sum()
     assert len(list(_missing.conditional_blocks(X, None, reference, 500))) > 1
     X[0, :2] = np.nan  # a pattern of one row: blocks of `step` rows again
     assert len(list(_missing.conditional_blocks(X, None, reference, 500, len(X)))) > 1
     X[0, :2] = 1.0
+    gaps = rng.normal(size=(600, d))  # random gaps, a few rows with nothing observed
+    gaps[rng.random(gaps.shape) < 0.4] = np.nan
+    gaps[3:, 0] = np.where(np.isnan(gaps[3:]).all(axis=1), 0.5, gaps[3:, 0])
+    gaps[:3] = np.nan
+    blocks = list(_missing.conditional_blocks(gaps, None, np.zeros(d), 500, len(gaps)))
+    assert len(blocks) == 1 and blocks[0].empty.sum() == 3
     model = Mixture(
         Gaussian("full", 1e-6, "marginalize"),
         rng.dirichlet(np.ones(k)),
@@ -848,12 +856,25 @@ def test_a_slab_of_frequent_patterns_is_one_block_in_the_e_step(monkeypatch):
     whole = chunk_estep(X, None, (model,), 0)
     assert len(seen) == 1
     monkeypatch.setattr(
-        _missing, "conditional_blocks", lambda X, o, r, step, frequent_rows=0: spy(X, o, r, 500)
+        _missing, "conditional_blocks", lambda X, o, r, step, slab_rows=0: spy(X, o, r, 500)
     )
     in_steps = chunk_estep(X, None, (model,), 0)
     assert len(seen) > 2
     np.testing.assert_allclose(whole.log_likelihood, in_steps.log_likelihood, rtol=1e-12)
     for x, y in zip(whole.stats[0], in_steps.stats[0], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+    # random gaps with empty rows: one block, in one pass, the NumPy reference's numbers
+    monkeypatch.setattr(_missing, "conditional_blocks", original)
+    fused = _compiled.conditional_estep
+    calls = []
+    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
+    w = rng.random(len(gaps))
+    one_pass = chunk_estep(gaps, w, (model,), 0)
+    assert len(calls) == 1
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    reference = chunk_estep(gaps, w, (model,), 0)
+    np.testing.assert_allclose(one_pass.log_likelihood, reference.log_likelihood, rtol=1e-12)
+    for x, y in zip(one_pass.stats[0], reference.stats[0], strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
