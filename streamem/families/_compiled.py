@@ -12,9 +12,11 @@ algebra (a Cholesky factorisation of ``P_mm`` per component, the inverse ``W`` a
 triangular solves) is shared by few rows; in NumPy it costs dozens of calls per block that each
 do little. These kernels (numba) factorise the patterns of a block in batches of equal size,
 the matrices side by side along the innermost axis, solve each row for all K components at
-once, and release the GIL so that the engine's threads run them side by side. In the E-step
-of a block whose rows all have rare patterns (random gaps) one kernel also weighs the rows
-by their responsibilities and adds ``Σ r W`` (``conditional_estep``).
+once, and release the GIL so that the engine's threads run them side by side. The E-step
+of a block whose rows all have rare patterns (random gaps) is one kernel
+(``conditional_estep``): each row factorised in batches of rows, the components of every
+row side by side, the responsibilities and the moments of the filled-in rows summed in the
+same pass.
 :mod:`streamem.families._missing` keeps the NumPy implementation, the reference the tests
 compare these kernels against, and uses it when numba is not importable or
 ``STREAMEM_KERNELS=numpy`` is set.
