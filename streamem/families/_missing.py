@@ -574,10 +574,10 @@ def conditional_blocks(
             index[chosen] = np.arange(len(chosen))
             if s < d:
                 first_rows[int(s)] = order[runs[chosen]]
-        sizes = _sizes(runs, end)
-        run_of_row = np.repeat(np.arange(len(runs)), sizes)
+        run_sizes = _sizes(runs, end)
+        run_of_row = np.repeat(np.arange(len(runs)), run_sizes)
         slab = Slab(PatternColumns(missing, first_rows), {})
-        long = sizes >= GROUP_MIN_ROWS
+        long = run_sizes >= GROUP_MIN_ROWS
         whole = end - begin <= slab_rows and (long.all() or not long.any())
         for start, stop in [(begin, end)] if whole else _block_bounds(begin, end, step, runs):
             rows = order[start:stop]

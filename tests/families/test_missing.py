@@ -892,3 +892,19 @@ def test_an_infinite_value_in_a_frequent_pattern_names_its_row(kernels, monkeypa
     monkeypatch.setattr(_kernels, "KERNELS", kernels)
     with pytest.raises(ValueError, match="infinity.*1 such row.*first at row 1244"):
         chunk_estep(X, None, (model,), 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_mask_and_complete_rows_are_numpys(dtype):
+    """The compiled pass that finds the observed entries and the complete rows gives
+    NumPy's ``~isnan`` and its reduction along the rows (infinite values are observed)."""
+    from streamem.families import _compiled
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(500, 7)).astype(dtype)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[3, 2], X[4, 5] = np.inf, -np.inf
+    observed, complete = np.empty(X.shape, bool), np.empty(len(X), bool)
+    _compiled.observed_rows(X, observed, complete)
+    np.testing.assert_array_equal(observed, ~np.isnan(X))
+    np.testing.assert_array_equal(complete, ~np.isnan(X).any(axis=1))
