@@ -245,30 +245,19 @@ def chunk_estep(
     counts = [np.zeros(A.shape[0]) for _, A, _ in terms]
     sums = [np.zeros(A.shape) for _, A, _ in terms]
     log_likelihood = np.zeros(len(models))
+
+    def chosen_models(chosen: list[int]) -> tuple[list, list, list]:
+        return [terms[i] for i in chosen], [counts[i] for i in chosen], [sums[i] for i in chosen]
+
     try:
         for family, chosen in together.items():
+            reference = references[family.feature_key]
             log_likelihood[chosen] = _compiled_estep(
-                X,
-                sample_weight,
-                family,
-                references[family.feature_key],
-                [terms[i] for i in chosen],
-                [counts[i] for i in chosen],
-                [sums[i] for i in chosen],
-                row_offset,
-                policy,
+                X, sample_weight, family, reference, *chosen_models(chosen), row_offset, policy
             )
         if blocks:
             log_likelihood[blocks] = _blocks_estep(
-                kernels,
-                X,
-                sample_weight,
-                references,
-                [terms[i] for i in blocks],
-                [counts[i] for i in blocks],
-                [sums[i] for i in blocks],
-                row_offset,
-                policy,
+                kernels, X, sample_weight, references, *chosen_models(blocks), row_offset, policy
             )
     except _Missing:
         return _chunk_estep_missing(X, sample_weight, models, row_offset, policy)
@@ -497,7 +486,7 @@ def _chunk_estep_missing(
         _all_rows(f) and not hasattr(f, "check_observed") for f in families
     ):
         kernels = compiled()
-        if kernels is not None and X.dtype in (np.float32, np.float64):
+        if kernels is not None and X.dtype in FLOATS:
             observed, complete = np.empty(X.shape, bool), np.empty(len(X), bool)
             kernels.observed_rows(X, observed, complete)
         else:

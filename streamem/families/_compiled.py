@@ -597,8 +597,9 @@ else:
         Rows missing as many entries are taken ``ESTEP_ROWS`` at a time, each with its own
         factorisation, and every step runs along long vectorised loops: ``P x̃`` of the
         batch by one GEMM; ``P_mm`` and ``g`` gathered, the Cholesky factorisations, both
-        solves and ``W`` along the R·K (row, component) lanes; the log-densities and the
-        responsibilities along the rows of each component; the moments of the filled-in
+        solves and ``W`` along the R·K (row, component) lanes; the responsibilities by the
+        chunk kernel's steps (``shift_by_peak``, ``exp_in_place``, ``responsibilities``)
+        along the rows of each component; the moments of the filled-in
         rows ``x̂`` as sums along the rows, four at a time. A kernel that solved one row at
         a time along its K components (its patterns factorised once per run of equal
         patterns) spent its time in loops of K iterations, and its ``√r x̂`` written out as
@@ -625,7 +626,9 @@ else:
         index_all = np.empty(d * ESTEP_ROWS, np.int64)
         z = np.empty(ESTEP_ROWS)
         peak = np.empty(ESTEP_ROWS)
-        total = np.empty(ESTEP_ROWS)
+        norm = np.empty(ESTEP_ROWS)
+        found = np.empty(k)
+        no_rows = np.empty(0)
         for c in range(k):
             counts[c] = 0.0
         log_likelihood = 0.0
@@ -684,10 +687,8 @@ else:
             for t in range(nr):
                 for c in range(k):
                     i = t * k + c
-                    lc[c * nr + t] = (
-                        log_norm[c]
-                        + bias[c]
-                        + 0.5 * (lp[i] + s * LOG_2PI - log_det[i] - offset[c])
+                    lc[c * nr + t] = log_norm[c] + 0.5 * (
+                        lp[i] + s * LOG_2PI - log_det[i] - offset[c]
                     )
             for p in range(s - 1, -1, -1):  # v = L⁻ᵀ y = W g: x̂_m = −v
                 for q in range(p + 1, s):
@@ -696,46 +697,14 @@ else:
                 for i in range(m):
                     y[p, i] *= inverse[p, i]
             _covariance_batch(A, inverse, s, m, T, W)
-            # the responsibilities, as shift_by_peak and responsibilities find them
-            for t in range(nr):
-                peak[t] = -np.inf
-            for c in range(k):
-                for t in range(nr):
-                    peak[t] = max(peak[t], lc[c * nr + t])
-            for t in range(nr):
-                if not np.isfinite(peak[t]):
-                    peak[t] = 0.0
-            for c in range(k):
-                for t in range(nr):
-                    lc[c * nr + t] -= peak[t]
+            L = lc[:m].reshape((k, nr))
+            shift_by_peak(L, bias, peak[:nr])
             exp_in_place(lc[:m], spare)
-            for t in range(nr):
-                total[t] = 0.0
+            log_likelihood += responsibilities(
+                L, peak[:nr], no_rows, w[a0:b0] if weights else no_rows, norm[:nr], found, flush
+            )
             for c in range(k):
-                for t in range(nr):
-                    total[t] += lc[c * nr + t]
-            if weights:
-                for c in range(k):
-                    acc = 0.0
-                    for t in range(nr):
-                        r = lc[c * nr + t] / total[t]
-                        r = (0.0 if r < flush else r) * w[a0 + t]
-                        lc[c * nr + t] = r
-                        acc += r
-                    counts[c] += acc
-                for t in range(nr):
-                    log_likelihood += (math.log(total[t]) + peak[t]) * w[a0 + t]
-            else:
-                for c in range(k):
-                    acc = 0.0
-                    for t in range(nr):
-                        r = lc[c * nr + t] / total[t]
-                        r = 0.0 if r < flush else r
-                        lc[c * nr + t] = r
-                        acc += r
-                    counts[c] += acc
-                for t in range(nr):
-                    log_likelihood += math.log(total[t]) + peak[t]
+                counts[c] += found[c]
             # the moments of x̂, sums along the batch's rows
             xh = xh_all[: k * d * nr].reshape((k, d, nr))
             for c in range(k):

@@ -830,6 +830,19 @@ def _pattern_terms(
     )
 
 
+def _known_terms(
+    known: dict, slab: Slab, coefficients: ConditionalCoefficients, s: int, u: int
+) -> PatternTerms:
+    """The :class:`PatternTerms` of pattern ``u`` of those missing ``s`` entries in a slab,
+    computed once per model and slab (``known``, from :func:`_slab_tables`)."""
+    terms = known.get((s, u))
+    if terms is None:
+        columns = slab.columns[s][u]
+        terms = _pattern_terms(coefficients, columns, _cached_shape(coefficients, columns))
+        known[(s, u)] = terms
+    return terms
+
+
 @functools.cache
 def _upper(o: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.triu_indices(o)``, read-only and kept (every pattern with o observed entries)."""
@@ -944,13 +957,7 @@ def conditional_log_prob(
         for run in group.grouped:  # many rows share this pattern
             a = group.start + group.starts[run]
             rows = slice(a, a + sizes[run])
-            u = int(group.runs[run])
-            terms = known.get((group.s, u))
-            if terms is None:
-                columns = block.slab.columns[group.s][u]
-                shape = _cached_shape(coefficients, columns)
-                terms = _pattern_terms(coefficients, columns, shape)
-                known[(group.s, u)] = terms
+            terms = _known_terms(known, block.slab, coefficients, group.s, int(group.runs[run]))
             F = _observed_features(x, rows, terms.observed, terms.upper)
             part = log_prob[:, rows]
             np.matmul(terms.A, F, out=part)
@@ -1082,12 +1089,7 @@ def _frequent_estep(
         for run in group.grouped:
             a = group.start + int(group.starts[run])
             b = a + int(sizes[run])
-            u = int(group.runs[run])
-            terms = known.get((group.s, u))
-            if terms is None:
-                columns = block.slab.columns[group.s][u]
-                terms = _pattern_terms(coefficients, columns, _cached_shape(coefficients, columns))
-                known[(group.s, u)] = terms
+            terms = _known_terms(known, block.slab, coefficients, group.s, int(group.runs[run]))
             S, S0 = np.zeros(terms.A.shape), np.zeros(k)
             part, bad, _ = compiled_chunk_estep(
                 x[a:b],
