@@ -560,10 +560,37 @@ else:
     #: Rows solved together in the E-step of rare patterns, their K components side by side
     #: in every step (R·K lanes; 32 and 128 rows were as fast).
     ESTEP_ROWS = 64
+    #: A (row, component) whose weighted responsibility is below this fraction of its
+    #: batch's sum for the component adds nothing the moments' rounding would keep.
+    NEGLIGIBLE = 1e-30
+    #: Filled-in rows of a component whose moments are summed together.
+    HELD_ROWS = 256
 
     def estep_scratch(d: int, k: int) -> int:
         """Entries of ``conditional_estep``'s ``scratch`` for D features and K components."""
-        return (3 * d * d + 4 * d + 4) * ESTEP_ROWS * k
+        return (3 * d * d + 5 * d + 5) * ESTEP_ROWS * k + (d + 1) * HELD_ROWS * k
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _add_moments(held, r, n, first, second, z, square):  # pragma: no cover - compiled
+        """Add ``Σ r x̂`` to ``first`` (D,) and ``Σ r x̂x̂ᵀ`` to the upper triangle of
+        ``second`` (D, D) of ``n`` filled-in rows ``held[:n]`` (·, D) weighing ``r``;
+        ``z`` and ``square`` are work arrays of D·n and D² entries."""
+        d = held.shape[1]
+        if n == 0:
+            return
+        zt = z[: d * n].reshape((d, n))
+        for e in range(n):
+            for i in range(d):
+                zt[i, e] = r[e] * held[e, i]
+        product = square.reshape((d, d))
+        np.dot(zt, held[:n], product)
+        for i in range(d):
+            acc = 0.0
+            for e in range(n):
+                acc += zt[i, e]
+            first[i] += acc
+            for j in range(i, d):
+                second[i, j] += product[i, j]
 
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def conditional_estep(
@@ -580,14 +607,13 @@ else:
         counts,
         first,
         second,
-        scatter,
         scratch,
     ):  # pragma: no cover
         """The E-step of rows sorted by their number of missing entries, each with at least
         one observed (a block whose rows all have rare patterns: random gaps): returns their
         log-likelihood ``Σ w log p(x_o)``; the responsibilities' sums go into ``counts``
-        (K,), ``Σ r x̂`` into ``first`` (K, D), ``Σ r x̂ x̂ᵀ`` into the upper triangle of
-        ``second`` (K, D, D) and ``Σ r W`` into that of ``scatter`` (D, D, K), all added to.
+        (K,), ``Σ r x̂`` into ``first`` (K, D) and ``Σ r (x̂ x̂ᵀ + W)`` into the upper
+        triangle of ``second`` (K, D, D), both added to.
 
         ``shift`` (K, D) is ``P μ'``, ``stacked`` (K·D, D) the precisions one above the
         other and ``precisions`` (D, D, K) the same, components last; ``bias`` (K,) the
@@ -596,15 +622,18 @@ else:
 
         Rows missing as many entries are taken ``ESTEP_ROWS`` at a time, each with its own
         factorisation, and every step runs along long vectorised loops: ``P x̃`` of the
-        batch by one GEMM; ``P_mm`` and ``g`` gathered, the Cholesky factorisations, both
-        solves and ``W`` along the R·K (row, component) lanes; the responsibilities by the
-        chunk kernel's steps (``shift_by_peak``, ``exp_in_place``, ``responsibilities``)
-        along the rows of each component; the moments of the filled-in
-        rows ``x̂`` as sums along the rows, four at a time. A kernel that solved one row at
-        a time along its K components (its patterns factorised once per run of equal
-        patterns) spent its time in loops of K iterations, and its ``√r x̂`` written out as
-        (K, n, D) for two GEMMs cost a quarter more: 62 500 rows of 16 features with 30 %
-        of entries missing, K = 8, took 57 against 47 ms.
+        batch by one GEMM; ``P_mm`` and ``g`` gathered, the Cholesky factorisations and the
+        forward solves (what the log-densities need) along the R·K (row, component) lanes;
+        the responsibilities by the chunk kernel's steps (``shift_by_peak``,
+        ``exp_in_place``, ``responsibilities``) along the rows of each component. The rest
+        — the filled-in rows ``x̂ = E[x' | x_o, k]``, ``W`` and the moments — only for the
+        lanes that weigh: a weighted responsibility below ``NEGLIGIBLE`` times its batch's
+        sum for that component would add to the moments less than 1e-30 of what the
+        batch adds, far below their rounding (a component far from a row has a
+        responsibility of 1e-50 or less, most of the K − 1 others of every row in
+        separated mixtures). The lanes that weigh are copied together, component by
+        component, for the back solves and ``W``; the moments are sums along each
+        component's rows, four at a time.
         """
         n, d = x.shape
         k = shift.shape[0]
@@ -615,16 +644,28 @@ else:
         at = 3 * cube
         inverse_all = scratch[at : at + area]
         y_all = scratch[at + area : at + 2 * area]
-        xh_all = scratch[at + 2 * area : at + 3 * area]
-        products_all = scratch[at + 3 * area : at + 4 * area]
-        at += 4 * area
+        products_all = scratch[at + 2 * area : at + 3 * area]
+        kept_inverse = scratch[at + 3 * area : at + 4 * area]
+        kept_y = scratch[at + 4 * area : at + 5 * area]
+        at += 5 * area
         log_det = scratch[at : at + lanes]
         lp = scratch[at + lanes : at + 2 * lanes]  # lanes (row, component)
         lc = scratch[at + 2 * lanes : at + 3 * lanes]  # lanes (component, row)
         spare = scratch[at + 3 * lanes : at + 4 * lanes]
+        kept_r = scratch[at + 4 * lanes : at + 5 * lanes]
+        kept_row = np.empty(lanes, np.int64)
+        kept_from = np.empty(lanes, np.int64)
+        kept_start = np.empty(k + 1, np.int64)
+        at += 5 * lanes
+        held = scratch[at : at + k * d * HELD_ROWS].reshape((k, HELD_ROWS, d))
+        held_r = scratch[at + k * d * HELD_ROWS : at + k * (d + 1) * HELD_ROWS].reshape(
+            (k, HELD_ROWS)
+        )
+        held_rows = np.zeros(k, np.int64)
         xt_all = np.empty(d * ESTEP_ROWS)
         index_all = np.empty(d * ESTEP_ROWS, np.int64)
-        z = np.empty(ESTEP_ROWS)
+        z = np.empty(d * HELD_ROWS)
+        square = np.empty(d * d)
         peak = np.empty(ESTEP_ROWS)
         norm = np.empty(ESTEP_ROWS)
         found = np.empty(k)
@@ -642,8 +683,6 @@ else:
             m = nr * k
             size = s * s * m
             A = scratch[:size].reshape((s, s, m))
-            T = scratch[cube : cube + size].reshape((s, s, m))
-            W = scratch[2 * cube : 2 * cube + size].reshape((s, s, m))
             inverse = inverse_all[: s * m].reshape((s, m))
             y = y_all[: s * m].reshape((s, m))
             xt = xt_all[: d * nr].reshape((d, nr))
@@ -690,70 +729,75 @@ else:
                     lc[c * nr + t] = log_norm[c] + 0.5 * (
                         lp[i] + s * LOG_2PI - log_det[i] - offset[c]
                     )
-            for p in range(s - 1, -1, -1):  # v = L⁻ᵀ y = W g: x̂_m = −v
-                for q in range(p + 1, s):
-                    for i in range(m):
-                        y[p, i] -= A[q, p, i] * y[q, i]
-                for i in range(m):
-                    y[p, i] *= inverse[p, i]
-            _covariance_batch(A, inverse, s, m, T, W)
             L = lc[:m].reshape((k, nr))
             shift_by_peak(L, bias, peak[:nr])
             exp_in_place(lc[:m], spare)
             log_likelihood += responsibilities(
                 L, peak[:nr], no_rows, w[a0:b0] if weights else no_rows, norm[:nr], found, flush
             )
+            # the lanes that weigh, component by component
+            kept = 0
             for c in range(k):
+                kept_start[c] = kept
+                least = NEGLIGIBLE * found[c]
+                for t in range(nr):
+                    r = lc[c * nr + t]
+                    if r > least:
+                        kept_r[kept] = r
+                        kept_row[kept] = t
+                        kept_from[kept] = t * k + c
+                        kept += 1
                 counts[c] += found[c]
-            # the moments of x̂, sums along the batch's rows
-            xh = xh_all[: k * d * nr].reshape((k, d, nr))
+            kept_start[k] = kept
+            # their factors, next to each other (the gathered P_mm's place is free after)
+            Lk = scratch[2 * cube : 2 * cube + s * s * kept].reshape((s, s, kept))
+            T = scratch[cube : cube + s * s * kept].reshape((s, s, kept))
+            W = scratch[: s * s * kept].reshape((s, s, kept))
+            inv = kept_inverse[: s * kept].reshape((s, kept))
+            v = kept_y[: s * kept].reshape((s, kept))
+            for p in range(s):
+                for q in range(p):
+                    for i in range(kept):
+                        Lk[p, q, i] = A[p, q, kept_from[i]]
+                for i in range(kept):
+                    inv[p, i] = inverse[p, kept_from[i]]
+                    v[p, i] = y[p, kept_from[i]]
+            for p in range(s - 1, -1, -1):  # v = L⁻ᵀ y = W g: x̂_m = −v
+                for q in range(p + 1, s):
+                    for i in range(kept):
+                        v[p, i] -= Lk[q, p, i] * v[q, i]
+                for i in range(kept):
+                    v[p, i] *= inv[p, i]
+            _covariance_batch(Lk, inv, s, kept, T, W)
+            # x̂ of each lane into its component's rows, whose moments are summed once
+            # there are HELD_ROWS of them (sums along a batch's few rows of a component
+            # would be short loops); Σ r W into the missing entries' places
             for c in range(k):
-                for j in range(d):
-                    for t in range(nr):
-                        xh[c, j, t] = xt[j, t]
-                for p in range(s):
-                    for t in range(nr):
-                        xh[c, index[p, t], t] = -y[p, t * k + c]
-            for c in range(k):
-                for i in range(d):
-                    acc = 0.0
-                    for t in range(nr):
-                        value = lc[c * nr + t] * xh[c, i, t]
-                        z[t] = value
-                        acc += value
-                    first[c, i] += acc
-                    j = i
-                    while j + 4 <= d:  # four sums at once: z read once for them
-                        a_0 = 0.0
-                        a_1 = 0.0
-                        a_2 = 0.0
-                        a_3 = 0.0
-                        for t in range(nr):
-                            a_0 += z[t] * xh[c, j, t]
-                            a_1 += z[t] * xh[c, j + 1, t]
-                            a_2 += z[t] * xh[c, j + 2, t]
-                            a_3 += z[t] * xh[c, j + 3, t]
-                        second[c, i, j] += a_0
-                        second[c, i, j + 1] += a_1
-                        second[c, i, j + 2] += a_2
-                        second[c, i, j + 3] += a_3
-                        j += 4
-                    while j < d:
-                        acc = 0.0
-                        for t in range(nr):
-                            acc += z[t] * xh[c, j, t]
-                        second[c, i, j] += acc
-                        j += 1
-            for t in range(nr):  # Σ r W, the K components of an entry at once
-                for c in range(k):
-                    lp[t * k + c] = lc[c * nr + t]
-                for p in range(s):
-                    ip = index[p, t]
-                    for q in range(p, s):
-                        iq = index[q, t]
-                        for c in range(k):
-                            scatter[ip, iq, c] += lp[t * k + c] * W[p, q, t * k + c]
+                lo = kept_start[c]
+                hi = kept_start[c + 1]
+                h = held_rows[c]
+                if h + hi - lo > HELD_ROWS:
+                    _add_moments(held[c], held_r[c], h, first[c], second[c], z, square)
+                    h = 0
+                for e in range(lo, hi):
+                    t = kept_row[e]
+                    for j in range(d):
+                        held[c, h + e - lo, j] = x[a0 + t, j]
+                    for p in range(s):
+                        held[c, h + e - lo, index[p, t]] = -v[p, e]
+                for e in range(lo, hi):
+                    held_r[c, h + e - lo] = kept_r[e]
+                held_rows[c] = h + hi - lo
+                for e in range(lo, hi):
+                    t = kept_row[e]
+                    r = kept_r[e]
+                    for p in range(s):
+                        ip = index[p, t]
+                        for q in range(p, s):
+                            second[c, ip, index[q, t]] += r * W[p, q, e]
             a0 = b0
+        for c in range(k):
+            _add_moments(held[c], held_r[c], held_rows[c], first[c], second[c], z, square)
         return log_likelihood
 
     @njit(cache=True, nogil=True, fastmath=FAST)

@@ -1042,7 +1042,7 @@ def conditional_estep(
     x = block.centred[:n]
     d = x.shape[1]
     k = len(coefficients.shift)
-    first, second, scatter = np.zeros((k, d)), np.zeros((k, d, d)), np.zeros((d, d, k))
+    first, second = np.zeros((k, d)), np.zeros((k, d, d))
     log_likelihood = kernels.conditional_estep(
         x,
         block.missing[:n],
@@ -1057,10 +1057,8 @@ def conditional_estep(
         counts,
         first,
         second,
-        scatter,
         work_array(block.work, "estep", (kernels.estep_scratch(d, k),)),
     )
-    second += scatter.transpose(2, 0, 1)
     iu0, iu1 = _upper(d)
     return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
 

@@ -811,6 +811,43 @@ def test_rare_patterns_in_batches_whose_ends_meet_a_new_count(covariance_type, r
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
+def test_rare_patterns_leave_out_only_lanes_below_their_batchs_rounding(monkeypatch):
+    """The one-pass kernel fills in a row's missing entries and adds its moments only for
+    the components whose responsibility is not negligible next to its batch's sum for
+    that component: a component far from every row (responsibilities of 1e-60 and less,
+    all of them) keeps its statistics, to rounding, and so do overlapping components
+    (responsibilities of every size); an absolute cut-off would zero the first, a coarse
+    one the second."""
+    from streamem.families import _compiled
+
+    rng = np.random.default_rng(8)
+    d, n = 12, 3000
+    centres = np.array([[0.0] * d, [2.0] * d, [9.0] * d])
+    X = rng.normal(size=(n, d)) + centres[rng.integers(0, 3, n)]
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 1.0
+    means = np.vstack([centres, np.full(d, 20.0)])
+    covariances = np.stack([np.eye(d) + 0.2 * np.ones((d, d))] * 4)
+    model = Mixture(
+        Gaussian("full", 1e-6, "marginalize"),
+        np.array([0.3, 0.3, 0.3, 0.1]),
+        GaussianParams(means, covariances, np.linalg.cholesky(np.linalg.inv(covariances))),
+    )
+    calls = []
+    fused = _compiled.conditional_estep
+    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
+    one_pass = chunk_estep(X, None, (model,), 0)
+    assert calls
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    reference = chunk_estep(X, None, (model,), 0)
+    np.testing.assert_allclose(one_pass.log_likelihood, reference.log_likelihood, rtol=1e-12)
+    counts = reference.stats[0][0]
+    assert 0 < counts[3] < 1e-30 and counts[:3].min() > 500
+    for x, y in zip(one_pass.stats[0], reference.stats[0], strict=True):
+        for c in range(4):  # each component to its own scale
+            np.testing.assert_allclose(x[c], y[c], rtol=1e-10, atol=1e-12 * np.abs(y[c]).max())
+
+
 def test_a_slab_of_frequent_or_of_rare_patterns_is_one_block_in_the_e_step(monkeypatch):
     """Profiles cut at depths: the E-step's compiled path takes a slab whose patterns are
     all frequent as one block (other callers, and slabs of frequent and rare patterns,
