@@ -15,8 +15,8 @@ the matrices side by side along the innermost axis, solve each row for all K com
 once, and release the GIL so that the engine's threads run them side by side. The E-step
 of a block whose rows all have rare patterns (random gaps) is one kernel
 (``conditional_estep``): each row factorised in batches of rows, the components of every
-row side by side, the responsibilities and the moments of the filled-in rows summed in the
-same pass.
+row side by side, the responsibilities and the moments of the filled-in rows (for the
+components whose responsibility is not negligible) summed in the same pass.
 :mod:`streamem.families._missing` keeps the NumPy implementation, the reference the tests
 compare these kernels against, and uses it when numba is not importable or
 ``STREAMEM_KERNELS=numpy`` is set.
@@ -373,6 +373,57 @@ else:
                     for i in range(m):
                         W[a, b, i] += T[q, a, i] * T[q, b, i]
 
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _ldl_batch(A, s, m, inverse, log_det, row):  # pragma: no cover - compiled
+        """LDLᵀ factors of the SPD matrices ``A[:s, :s, :m]``: ``L`` (unit lower, its strict
+        lower triangle in place), the reciprocals of ``D`` into ``inverse`` (s, m) and
+        ``log|A|`` (m,); ``row`` (s, m) is work. One division a column and no square root
+        (a Cholesky factorisation's square roots and divisions were a third of its time)."""
+        product = np.ones(m)
+        log_det[:m] = 0.0
+        for b in range(s):
+            for q in range(b):  # row b of L; A[b, q] holds L[b, q] D[q] until here
+                for i in range(m):
+                    row[q, i] = A[b, q, i] * inverse[q, i]
+            for q in range(b):
+                for i in range(m):
+                    A[b, b, i] -= A[b, q, i] * row[q, i]
+            for i in range(m):
+                product[i] *= A[b, b, i]
+                inverse[b, i] = 1.0 / A[b, b, i]
+            for i in range(m):
+                if product[i] > 1e150 or product[i] < 1e-150:
+                    log_det[i] += math.log(product[i])
+                    product[i] = 1.0
+            for a in range(b + 1, s):
+                for q in range(b):
+                    for i in range(m):
+                        A[a, b, i] -= A[a, q, i] * row[q, i]
+            for q in range(b):
+                for i in range(m):
+                    A[b, q, i] = row[q, i]
+        for i in range(m):
+            log_det[i] += math.log(product[i])
+
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _ldl_covariance_batch(L, inverse, s, m, T, W):  # pragma: no cover - compiled
+        """``W = L⁻ᵀD⁻¹L⁻¹`` (its upper triangle) of LDLᵀ factors ``L[:s, :s, :m]``
+        (unit lower) and ``1/D`` (``inverse``), through ``T = L⁻¹``."""
+        for a in range(s):
+            for b in range(a):
+                for i in range(m):
+                    T[a, b, i] = -L[a, b, i]
+                for q in range(b + 1, a):
+                    for i in range(m):
+                        T[a, b, i] -= L[a, q, i] * T[q, b, i]
+        for a in range(s):
+            for b in range(a, s):
+                for i in range(m):
+                    W[a, b, i] = inverse[b, i] * (T[b, a, i] if b > a else 1.0)
+                for q in range(b + 1, s):
+                    for i in range(m):
+                        W[a, b, i] += T[q, a, i] * T[q, b, i] * inverse[q, i]
+
     def conditional_scratch(d: int, k: int) -> int:
         """Entries of ``conditional_rows``' ``scratch`` for D features and K components."""
         return (3 * d * d + d + 1) * BATCH_RUNS * k
@@ -592,6 +643,17 @@ else:
             for j in range(i, d):
                 second[i, j] += product[i, j]
 
+    @njit(cache=True, nogil=True, fastmath=FAST)
+    def _add_covariances(second, W, s, index, rows, r, lo, hi):  # pragma: no cover - compiled
+        """Add ``r W`` of lanes ``lo:hi`` (their ``W`` (s, s, ·), upper triangles) to
+        ``second`` (D, D) at their rows' missing columns ``index`` (·, R)."""
+        for e in range(lo, hi):
+            t = rows[e]
+            for p in range(s):
+                ip = index[p, t]
+                for q in range(p, s):
+                    second[ip, index[q, t]] += r[e] * W[p, q, e]
+
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def conditional_estep(
         x,
@@ -615,14 +677,15 @@ else:
         (K,), ``Σ r x̂`` into ``first`` (K, D) and ``Σ r (x̂ x̂ᵀ + W)`` into the upper
         triangle of ``second`` (K, D, D), both added to.
 
-        ``shift`` (K, D) is ``P μ'``, ``stacked`` (K·D, D) the precisions one above the
-        other and ``precisions`` (D, D, K) the same, components last; ``bias`` (K,) the
+        ``shift`` (K, D) is ``P μ'``, ``stacked`` (D, K·D) the precisions side by side
+        and ``precisions`` (D, D, K) the same, components last; ``bias`` (K,) the
         log-weights, ``w`` the row weights (or empty), ``flush`` the responsibility below
         which it is 0; ``scratch`` holds ``estep_scratch(D, K)`` entries.
 
         Rows missing as many entries are taken ``ESTEP_ROWS`` at a time, each with its own
         factorisation, and every step runs along long vectorised loops: ``P x̃`` of the
-        batch by one GEMM; ``P_mm`` and ``g`` gathered, the Cholesky factorisations and the
+        batch by one GEMM (its rows the batch's, so that a row's ``g`` is read from one
+        cache line); ``P_mm`` and ``g`` gathered, the LDLᵀ factorisations and the
         forward solves (what the log-densities need) along the R·K (row, component) lanes;
         the responsibilities by the chunk kernel's steps (``shift_by_peak``,
         ``exp_in_place``, ``responsibilities``) along the rows of each component. The rest
@@ -632,8 +695,8 @@ else:
         batch adds, far below their rounding (a component far from a row has a
         responsibility of 1e-50 or less, most of the K − 1 others of every row in
         separated mixtures). The lanes that weigh are copied together, component by
-        component, for the back solves and ``W``; the moments are sums along each
-        component's rows, four at a time.
+        component, for the back solves and ``W``; their filled-in rows are held by
+        component, and each component's moments are one GEMM per ``HELD_ROWS`` rows.
         """
         n, d = x.shape
         k = shift.shape[0]
@@ -662,7 +725,7 @@ else:
             (k, HELD_ROWS)
         )
         held_rows = np.zeros(k, np.int64)
-        xt_all = np.empty(d * ESTEP_ROWS)
+        rows = x.reshape(n * d)
         index_all = np.empty(d * ESTEP_ROWS, np.int64)
         z = np.empty(d * HELD_ROWS)
         square = np.empty(d * d)
@@ -685,27 +748,22 @@ else:
             A = scratch[:size].reshape((s, s, m))
             inverse = inverse_all[: s * m].reshape((s, m))
             y = y_all[: s * m].reshape((s, m))
-            xt = xt_all[: d * nr].reshape((d, nr))
             index = index_all[: d * nr].reshape((d, nr))  # its first s rows: missing columns
             for t in range(nr):
                 q = 0
                 for j in range(d):
-                    xt[j, t] = x[a0 + t, j]
                     index[min(q, d - 1), t] = j
                     q += np.int64(missing[a0 + t, j])
-            products = products_all[: k * d * nr].reshape((k * d, nr))
-            np.dot(stacked, xt, products)  # row c·D + j: (P_c x̃)_j
+            products = products_all[: nr * k * d].reshape((nr, k * d))
+            # row t, column c·D + j: (P_c x̃)_j
+            np.dot(rows[a0 * d : b0 * d].reshape((nr, d)), stacked, products)
             # the complete-data log-density at x̃, less its constants: −x̃ᵀPx̃ + 2x̃ᵀPμ'
-            for c in range(k):
-                for t in range(nr):
-                    lc[c * nr + t] = 0.0
-                for j in range(d):
-                    twice = 2.0 * shift[c, j]
-                    for t in range(nr):
-                        lc[c * nr + t] -= xt[j, t] * (products[c * d + j, t] - twice)
             for t in range(nr):
                 for c in range(k):
-                    lp[t * k + c] = lc[c * nr + t]
+                    acc = 0.0
+                    for j in range(d):
+                        acc += x[a0 + t, j] * (products[t, c * d + j] - 2.0 * shift[c, j])
+                    lp[t * k + c] = -acc
             for t in range(nr):  # P_mm, and g = (P x̃ − P μ')_m
                 for p in range(s):
                     ip = index[p, t]
@@ -714,15 +772,14 @@ else:
                         for c in range(k):
                             A[p, q, t * k + c] = precisions[ip, iq, c]
                     for c in range(k):
-                        y[p, t * k + c] = products[c * d + ip, t] - shift[c, ip]
-            _factor_batch(A, s, m, inverse, log_det)
-            for p in range(s):  # y = L⁻¹ g: gᵀWg = |y|²
+                        y[p, t * k + c] = products[t, c * d + ip] - shift[c, ip]
+            _ldl_batch(A, s, m, inverse, log_det, kept_y[: s * m].reshape((s, m)))
+            for p in range(s):  # y = L⁻¹ g: gᵀWg = yᵀD⁻¹y
                 for q in range(p):
                     for i in range(m):
                         y[p, i] -= A[p, q, i] * y[q, i]
                 for i in range(m):
-                    y[p, i] *= inverse[p, i]
-                    lp[i] += y[p, i] * y[p, i]
+                    lp[i] += y[p, i] * y[p, i] * inverse[p, i]
             for t in range(nr):
                 for c in range(k):
                     i = t * k + c
@@ -762,13 +819,13 @@ else:
                 for i in range(kept):
                     inv[p, i] = inverse[p, kept_from[i]]
                     v[p, i] = y[p, kept_from[i]]
-            for p in range(s - 1, -1, -1):  # v = L⁻ᵀ y = W g: x̂_m = −v
+            for p in range(s - 1, -1, -1):  # v = L⁻ᵀD⁻¹y = W g: x̂_m = −v
+                for i in range(kept):
+                    v[p, i] *= inv[p, i]
                 for q in range(p + 1, s):
                     for i in range(kept):
                         v[p, i] -= Lk[q, p, i] * v[q, i]
-                for i in range(kept):
-                    v[p, i] *= inv[p, i]
-            _covariance_batch(Lk, inv, s, kept, T, W)
+            _ldl_covariance_batch(Lk, inv, s, kept, T, W)
             # x̂ of each lane into its component's rows, whose moments are summed once
             # there are HELD_ROWS of them (sums along a batch's few rows of a component
             # would be short loops); Σ r W into the missing entries' places
@@ -788,13 +845,7 @@ else:
                 for e in range(lo, hi):
                     held_r[c, h + e - lo] = kept_r[e]
                 held_rows[c] = h + hi - lo
-                for e in range(lo, hi):
-                    t = kept_row[e]
-                    r = kept_r[e]
-                    for p in range(s):
-                        ip = index[p, t]
-                        for q in range(p, s):
-                            second[c, ip, index[q, t]] += r * W[p, q, e]
+                _add_covariances(second[c], W, s, index, kept_row, kept_r, lo, hi)
             a0 = b0
         for c in range(k):
             _add_moments(held[c], held_r[c], held_rows[c], first[c], second[c], z, square)

@@ -682,7 +682,7 @@ class ConditionalCoefficients(NamedTuple):
     # the compiled kernels' layout, components last (a tied precision repeated K times)
     precisions_last: np.ndarray  # (D, D, K)
     shift_last: np.ndarray  # (D, K): P μ'
-    stacked_rows: np.ndarray  # (K·D, D): the precisions one above the other
+    stacked_all: np.ndarray  # (D, K·D): ``stacked`` with a tied precision repeated K times
     # the model's precision factors as given: what the patterns' cached algebra belongs to
     key: np.ndarray
 
@@ -706,7 +706,9 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
         np.einsum("kd,kd->k", shift, means),
         np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k))),
         np.ascontiguousarray(shift.T),
-        np.ascontiguousarray(np.broadcast_to(precisions, (k, d, d)).reshape(k * d, d)),
+        np.ascontiguousarray(
+            np.broadcast_to(precisions, (k, d, d)).transpose(1, 0, 2).reshape(d, k * d)
+        ),
         key,
     )
 
@@ -1047,7 +1049,7 @@ def conditional_estep(
         x,
         block.missing[:n],
         coefficients.shift,
-        coefficients.stacked_rows,
+        coefficients.stacked_all,
         coefficients.precisions_last,
         coefficients.log_norm,
         coefficients.offset,
