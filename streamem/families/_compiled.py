@@ -388,13 +388,16 @@ else:
             for q in range(b):
                 for i in range(m):
                     A[b, b, i] -= A[b, q, i] * row[q, i]
+            far = 0
             for i in range(m):
                 product[i] *= A[b, b, i]
                 inverse[b, i] = 1.0 / A[b, b, i]
-            for i in range(m):
-                if product[i] > 1e150 or product[i] < 1e-150:
-                    log_det[i] += math.log(product[i])
-                    product[i] = 1.0
+                far += (product[i] > 1e150) + (product[i] < 1e-150)
+            if far:  # rescaled before it could leave the float range
+                for i in range(m):
+                    if product[i] > 1e150 or product[i] < 1e-150:
+                        log_det[i] += math.log(product[i])
+                        product[i] = 1.0
             for a in range(b + 1, s):
                 for q in range(b):
                     for i in range(m):
@@ -619,27 +622,22 @@ else:
 
     def estep_scratch(d: int, k: int) -> int:
         """Entries of ``conditional_estep``'s ``scratch`` for D features and K components."""
-        return (3 * d * d + 5 * d + 5) * ESTEP_ROWS * k + (d + 1) * HELD_ROWS * k
+        return (3 * d * d + 5 * d + 5) * ESTEP_ROWS * k + 2 * d * HELD_ROWS * k
 
     @njit(cache=True, nogil=True, fastmath=FAST)
-    def _add_moments(held, r, n, first, second, z, square):  # pragma: no cover - compiled
+    def _add_moments(held, weighed, n, first, second, square):  # pragma: no cover - compiled
         """Add ``Σ r x̂`` to ``first`` (D,) and ``Σ r x̂x̂ᵀ`` to the upper triangle of
-        ``second`` (D, D) of ``n`` filled-in rows ``held[:n]`` (·, D) weighing ``r``;
-        ``z`` and ``square`` are work arrays of D·n and D² entries."""
+        ``second`` (D, D) of ``n`` filled-in rows ``held[:n]`` (·, D), ``weighed`` the
+        same times their ``r``; ``square`` is a work array of D² entries."""
         d = held.shape[1]
         if n == 0:
             return
-        zt = z[: d * n].reshape((d, n))
+        product = square.reshape((d, d))
+        np.dot(weighed[:n].T, held[:n], product)
         for e in range(n):
             for i in range(d):
-                zt[i, e] = r[e] * held[e, i]
-        product = square.reshape((d, d))
-        np.dot(zt, held[:n], product)
+                first[i] += weighed[e, i]
         for i in range(d):
-            acc = 0.0
-            for e in range(n):
-                acc += zt[i, e]
-            first[i] += acc
             for j in range(i, d):
                 second[i, j] += product[i, j]
 
@@ -721,13 +719,12 @@ else:
         kept_start = np.empty(k + 1, np.int64)
         at += 5 * lanes
         held = scratch[at : at + k * d * HELD_ROWS].reshape((k, HELD_ROWS, d))
-        held_r = scratch[at + k * d * HELD_ROWS : at + k * (d + 1) * HELD_ROWS].reshape(
-            (k, HELD_ROWS)
+        weighed = scratch[at + k * d * HELD_ROWS : at + 2 * k * d * HELD_ROWS].reshape(
+            (k, HELD_ROWS, d)
         )
         held_rows = np.zeros(k, np.int64)
         rows = x.reshape(n * d)
         index_all = np.empty(d * ESTEP_ROWS, np.int64)
-        z = np.empty(d * HELD_ROWS)
         square = np.empty(d * d)
         peak = np.empty(ESTEP_ROWS)
         norm = np.empty(ESTEP_ROWS)
@@ -834,21 +831,24 @@ else:
                 hi = kept_start[c + 1]
                 h = held_rows[c]
                 if h + hi - lo > HELD_ROWS:
-                    _add_moments(held[c], held_r[c], h, first[c], second[c], z, square)
+                    _add_moments(held[c], weighed[c], h, first[c], second[c], square)
                     h = 0
                 for e in range(lo, hi):
                     t = kept_row[e]
+                    row = held[c, h + e - lo]
                     for j in range(d):
-                        held[c, h + e - lo, j] = x[a0 + t, j]
+                        row[j] = x[a0 + t, j]
                     for p in range(s):
-                        held[c, h + e - lo, index[p, t]] = -v[p, e]
-                for e in range(lo, hi):
-                    held_r[c, h + e - lo] = kept_r[e]
+                        row[index[p, t]] = -v[p, e]
+                    r = kept_r[e]
+                    into = weighed[c, h + e - lo]
+                    for j in range(d):
+                        into[j] = r * row[j]
                 held_rows[c] = h + hi - lo
                 _add_covariances(second[c], W, s, index, kept_row, kept_r, lo, hi)
             a0 = b0
         for c in range(k):
-            _add_moments(held[c], held_r[c], held_rows[c], first[c], second[c], z, square)
+            _add_moments(held[c], weighed[c], held_rows[c], first[c], second[c], square)
         return log_likelihood
 
     @njit(cache=True, nogil=True, fastmath=FAST)
