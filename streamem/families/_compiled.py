@@ -645,12 +645,12 @@ else:
     def _add_covariances(second, W, s, index, rows, r, lo, hi):  # pragma: no cover - compiled
         """Add ``r W`` of lanes ``lo:hi`` (their ``W`` (s, s, ·), upper triangles) to
         ``second`` (D, D) at their rows' missing columns ``index`` (·, R)."""
-        for e in range(lo, hi):
+        for e in range(lo, hi):  # unsigned indices: no test for negative ones
             t = rows[e]
             for p in range(s):
-                ip = index[p, t]
+                ip = np.uint64(index[p, t])
                 for q in range(p, s):
-                    second[ip, index[q, t]] += r[e] * W[p, q, e]
+                    second[ip, np.uint64(index[q, t])] += r[e] * W[p, q, e]
 
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def conditional_estep(
@@ -715,7 +715,7 @@ else:
         spare = scratch[at + 3 * lanes : at + 4 * lanes]
         kept_r = scratch[at + 4 * lanes : at + 5 * lanes]
         kept_row = np.empty(lanes, np.int64)
-        kept_from = np.empty(lanes, np.int64)
+        kept_from = np.empty(lanes, np.uint64)  # unsigned: indices without a sign test
         kept_start = np.empty(k + 1, np.int64)
         at += 5 * lanes
         held = scratch[at : at + k * d * HELD_ROWS].reshape((k, HELD_ROWS, d))
@@ -765,9 +765,9 @@ else:
                 for p in range(s):
                     ip = index[p, t]
                     for q in range(p + 1):
-                        iq = index[q, t]
+                        iq = np.uint64(index[q, t])
                         for c in range(k):
-                            A[p, q, t * k + c] = precisions[ip, iq, c]
+                            A[p, q, t * k + c] = precisions[np.uint64(ip), iq, c]
                     for c in range(k):
                         y[p, t * k + c] = products[t, c * d + ip] - shift[c, ip]
             _ldl_batch(A, s, m, inverse, log_det, kept_y[: s * m].reshape((s, m)))
@@ -799,7 +799,7 @@ else:
                     if r > least:
                         kept_r[kept] = r
                         kept_row[kept] = t
-                        kept_from[kept] = t * k + c
+                        kept_from[kept] = np.uint64(t * k + c)
                         kept += 1
                 counts[c] += found[c]
             kept_start[k] = kept
@@ -839,7 +839,7 @@ else:
                     for j in range(d):
                         row[j] = x[a0 + t, j]
                     for p in range(s):
-                        row[index[p, t]] = -v[p, e]
+                        row[np.uint64(index[p, t])] = -v[p, e]
                     r = kept_r[e]
                     into = weighed[c, h + e - lo]
                     for j in range(d):
