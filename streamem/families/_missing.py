@@ -1041,7 +1041,7 @@ def conditional_estep(
         return None
     # rows with nothing observed sort last and add nothing: the kernel takes the others
     n = len(block.empty) - int(np.count_nonzero(block.empty))
-    x = block.centred[:n]
+    x = np.ascontiguousarray(block.centred[:n])  # the kernel reads its rows as one array
     d = x.shape[1]
     k = len(coefficients.shift)
     first, second = np.zeros((k, d)), np.zeros((k, d, d))
