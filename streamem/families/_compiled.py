@@ -322,6 +322,19 @@ else:
     #: (several thousand entries, so that each step is one long vectorised loop).
     BATCH_RUNS = 64
 
+    @njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+    def _rescale(product, log_det, m):  # pragma: no cover - compiled
+        """Move the running products of pivots ``product[:m]`` that near the float range's
+        ends into ``log_det`` (one vectorised count, the scalar pass only when one does)."""
+        far = 0
+        for i in range(m):
+            far += (product[i] > 1e150) + (product[i] < 1e-150)
+        if far:
+            for i in range(m):
+                if product[i] > 1e150 or product[i] < 1e-150:
+                    log_det[i] += math.log(product[i])
+                    product[i] = 1.0
+
     @njit(cache=True, nogil=True, fastmath=FAST)
     def _factor_batch(A, s, m, inverse, log_det):  # pragma: no cover - compiled
         """Cholesky factors of the SPD matrices ``A[:s, :s, :m]`` (lower triangles, in place),
@@ -337,10 +350,7 @@ else:
                 product[i] *= A[b, b, i]
                 A[b, b, i] = math.sqrt(A[b, b, i])
                 inverse[b, i] = 1.0 / A[b, b, i]
-            for i in range(m):
-                if product[i] > 1e150 or product[i] < 1e-150:
-                    log_det[i] += math.log(product[i])
-                    product[i] = 1.0
+            _rescale(product, log_det, m)
             for a in range(b + 1, s):
                 for q in range(b):
                     for i in range(m):
@@ -388,16 +398,10 @@ else:
             for q in range(b):
                 for i in range(m):
                     A[b, b, i] -= A[b, q, i] * row[q, i]
-            far = 0
             for i in range(m):
                 product[i] *= A[b, b, i]
                 inverse[b, i] = 1.0 / A[b, b, i]
-                far += (product[i] > 1e150) + (product[i] < 1e-150)
-            if far:  # rescaled before it could leave the float range
-                for i in range(m):
-                    if product[i] > 1e150 or product[i] < 1e-150:
-                        log_det[i] += math.log(product[i])
-                        product[i] = 1.0
+            _rescale(product, log_det, m)
             for a in range(b + 1, s):
                 for q in range(b):
                     for i in range(m):

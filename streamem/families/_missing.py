@@ -706,9 +706,7 @@ def conditional_coefficients(chol: np.ndarray, means: np.ndarray) -> Conditional
         np.einsum("kd,kd->k", shift, means),
         np.ascontiguousarray(np.broadcast_to(precisions.transpose(1, 2, 0), (d, d, k))),
         np.ascontiguousarray(shift.T),
-        np.ascontiguousarray(
-            np.broadcast_to(precisions, (k, d, d)).transpose(1, 0, 2).reshape(d, k * d)
-        ),
+        stacked if len(precisions) == k else np.tile(stacked, (1, k)),
         key,
     )
 

@@ -773,6 +773,20 @@ def test_frequent_patterns_in_one_call_per_run_equal_the_numpy_reference(
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
+def _one_pass_and_reference(X, model, monkeypatch):
+    """The E-step of a chunk through the compiled one-pass kernel of rare patterns (it must
+    run) and through the NumPy reference."""
+    from streamem.families import _compiled
+
+    calls = []
+    fused = _compiled.conditional_estep
+    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
+    one_pass = chunk_estep(X, None, (model,), 0)
+    assert calls
+    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
+    return one_pass, chunk_estep(X, None, (model,), 0)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 @pytest.mark.parametrize("rows", [64, 128, 63, 65])
 def test_rare_patterns_in_batches_whose_ends_meet_a_new_count(covariance_type, rows, monkeypatch):
@@ -799,13 +813,7 @@ def test_rare_patterns_in_batches_whose_ends_meet_a_new_count(covariance_type, r
         rng.dirichlet(np.ones(k)),
         random_params(covariance_type, k, d, 3),
     )
-    calls = []
-    fused = _compiled.conditional_estep
-    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
-    one_pass = chunk_estep(X, None, (model,), 0)
-    assert calls
-    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
-    reference = chunk_estep(X, None, (model,), 0)
+    one_pass, reference = _one_pass_and_reference(X, model, monkeypatch)
     np.testing.assert_allclose(one_pass.log_likelihood, reference.log_likelihood, rtol=1e-12)
     for x, y in zip(one_pass.stats[0], reference.stats[0], strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
@@ -818,7 +826,6 @@ def test_rare_patterns_leave_out_only_lanes_below_their_batchs_rounding(monkeypa
     all of them) keeps its statistics, to rounding, and so do overlapping components
     (responsibilities of every size); an absolute cut-off would zero the first, a coarse
     one the second."""
-    from streamem.families import _compiled
 
     rng = np.random.default_rng(8)
     d, n = 12, 3000
@@ -833,13 +840,7 @@ def test_rare_patterns_leave_out_only_lanes_below_their_batchs_rounding(monkeypa
         np.array([0.3, 0.3, 0.3, 0.1]),
         GaussianParams(means, covariances, np.linalg.cholesky(np.linalg.inv(covariances))),
     )
-    calls = []
-    fused = _compiled.conditional_estep
-    monkeypatch.setattr(_compiled, "conditional_estep", lambda *a: calls.append(1) or fused(*a))
-    one_pass = chunk_estep(X, None, (model,), 0)
-    assert calls
-    monkeypatch.setattr(_kernels, "KERNELS", "numpy")
-    reference = chunk_estep(X, None, (model,), 0)
+    one_pass, reference = _one_pass_and_reference(X, model, monkeypatch)
     np.testing.assert_allclose(one_pass.log_likelihood, reference.log_likelihood, rtol=1e-12)
     counts = reference.stats[0][0]
     assert 0 < counts[3] < 1e-40 and counts[:3].min() > 500
