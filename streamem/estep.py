@@ -21,6 +21,7 @@ import numpy as np
 
 from ._kernels import FLUSH_BELOW, NO_ROWS, compiled
 from ._validation import check_weight_values, row_range
+from .families import _frequent
 from .families._base import (
     FLOATS,
     Mixture,
@@ -479,6 +480,10 @@ def _chunk_estep_missing(
 ) -> EStepResult:
     """:func:`chunk_estep` of a chunk with NaN: rows with NaN left out (``drop``) or their
     missing entries marginalised (``marginalize``)."""
+    if policy == "marginalize":
+        few = _few_patterns(X, sample_weight, models)
+        if few is not None:
+            return few
     groups = _by_key(models)
     families = [g[0][1].family for g in groups.values()]
     observed = complete = None
@@ -564,6 +569,38 @@ def _chunk_estep_missing(
                 total = 0.0 if sums[j] is None else sums[j]
                 part = family.missing_finalize(counts[j], total, reference)
                 stats[i] = part if stats[i] is None else family.merge(stats[i], part)
+    weight = float(len(X) if sample_weight is None else sample_weight.sum())
+    return EStepResult(tuple(stats), log_likelihood, weight, len(X))
+
+
+def _few_patterns(
+    X: np.ndarray, sample_weight: np.ndarray | None, models: tuple[Mixture, ...]
+) -> EStepResult | None:
+    """:func:`chunk_estep` of a chunk whose rows share a few missingness patterns, one
+    compiled call per model (:mod:`streamem.families._frequent`), where every model's
+    family offers it; else None (also where a block's log-likelihood is not finite: the
+    general path names the row)."""
+    if not all(getattr(m.family, "pattern_features", None) is not None for m in models):
+        return None
+    table = _frequent.pattern_table(X)
+    if table is None:
+        return None
+    references: dict[Any, np.ndarray] = {}
+    stats = []
+    log_likelihood = np.zeros(len(models))
+    for i, model in enumerate(models):
+        family = model.family
+        key = family.feature_key
+        if key not in references:
+            references[key] = family.missing_reference(X[:REFERENCE_ROWS], None)
+        with np.errstate(all="ignore"):  # infinite values: the general path names the row
+            found = _frequent.chunk_estep(
+                X, sample_weight, family, model.params, model.weights, references[key], table
+            )
+        if found is None:
+            return None
+        stats.append(found[0])
+        log_likelihood[i] = found[1]
     weight = float(len(X) if sample_weight is None else sample_weight.sum())
     return EStepResult(tuple(stats), log_likelihood, weight, len(X))
 

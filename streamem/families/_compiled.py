@@ -1064,3 +1064,167 @@ else:
                     for a in range(p):
                         into[c, a] += S[a, c]
         return log_likelihood, -1
+
+    # -- chunks whose rows share a few missingness patterns ----------------------------------
+
+    @njit(cache=True, nogil=True)
+    def pattern_ids(X, limit):  # pragma: no cover - compiled
+        """Each row's missingness pattern (where ``X`` (n, D ≤ 64) is NaN) as an id, the
+        patterns numbered in order of first appearance: the ids (n,), the patterns' keys
+        (U,: bit j set where column j is missing) and their rows (U,). With more than
+        ``limit`` patterns, empty arrays (the chunk is not read to its end)."""
+        n, d = X.shape
+        bits = 1
+        while (1 << bits) < 4 * limit:
+            bits += 1
+        size = 1 << bits
+        mask = np.uint64(size - 1)
+        slot_key = np.zeros(size, np.uint64)
+        slot_id = np.full(size, -1, np.int64)
+        keys = np.empty(limit, np.uint64)
+        rows = np.zeros(limit, np.int64)
+        ids = np.empty(n, np.int64)
+        u = 0
+        for i in range(n):
+            key = np.uint64(0)
+            for j in range(d):
+                v = X[i, j]
+                key |= np.uint64(v != v) << np.uint64(j)
+            # Fibonacci hashing: the high bits of the product spread nested and sparse keys
+            h = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)) & mask
+            while True:
+                s = slot_id[h]
+                if s < 0:
+                    if u == limit:
+                        return ids[:0], keys[:0], rows[:0]
+                    slot_id[h] = u
+                    slot_key[h] = key
+                    keys[u] = key
+                    s = u
+                    u += 1
+                    break
+                if slot_key[h] == key:
+                    break
+                h = (h + np.uint64(1)) & mask
+            ids[i] = s
+            rows[s] += 1
+        return ids, keys[:u].copy(), rows[:u].copy()
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def pattern_chunk_estep(
+        X,
+        ids,
+        reference,
+        second,
+        columns,
+        widths,
+        coefficients,
+        offsets,
+        biases,
+        w,
+        step,
+        caps,
+        flush,
+        counts,
+        sums,
+    ):  # pragma: no cover - compiled
+        """The E-step of rows ``X`` (n, D) whose missingness patterns ``ids`` (n,) are few,
+        in one call without the GIL: each pattern ``u``'s rows are the complete-data E-step
+        of its observed entries ``columns[u, :widths[u]]`` (rows with none observed add
+        nothing), with coefficients ``coefficients[offsets[u]:offsets[u + 1]]`` (K, P_u)
+        over the features ``[x'_o, x'_i x'_j (i ≤ j)]`` (``second`` 0) or ``[x'_o, x'_o²]``
+        (1) of ``x' = x − reference``, and biases ``biases[u]`` (K,). Per block of ``step``
+        rows in the chunk's order, the rows are put in buckets by pattern (a counting
+        sort of their indices) and each bucket taken ``caps[u]`` rows at a time, its
+        features gathered from ``X`` (so they stay in a core's cache): one GEMM for the
+        log-probabilities, the responsibilities (times the row weights ``w`` unless empty)
+        summed into ``counts[u]`` (K,), and one GEMM for ``r Fᵀ``, added to ``sums``
+        (laid out as ``coefficients``). Returns the log-likelihood and the first row of
+        the first block whose log-likelihood is not finite (−1: none)."""
+        n = X.shape[0]
+        patterns = widths.shape[0]
+        k = biases.shape[1]
+        p_max = 1
+        cap_max = 1
+        for u in range(patterns):
+            p_max = max(p_max, (offsets[u + 1] - offsets[u]) // k)
+            cap_max = max(cap_max, caps[u])
+        features = np.empty(p_max * cap_max)
+        log_prob = np.empty(k * cap_max)
+        scratch = np.empty(k * cap_max)
+        transposed = np.empty(k * cap_max)
+        product = np.empty(p_max * k)
+        peak = np.empty(cap_max)
+        norm = np.empty(cap_max)
+        found = np.empty(k)
+        rows_w = np.empty(cap_max)
+        no_rows = np.empty(0)
+        filled = np.empty(patterns, np.int64)
+        begin = np.empty(patterns + 1, np.int64)
+        lanes = np.empty(step, np.int64)
+        weighted = w.shape[0] > 0
+        log_likelihood = 0.0
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            filled[:] = 0
+            for i in range(start, stop):
+                filled[ids[i]] += 1
+            begin[0] = 0
+            for u in range(patterns):
+                begin[u + 1] = begin[u] + (filled[u] if widths[u] > 0 else 0)
+                filled[u] = begin[u]
+            for i in range(start, stop):
+                u = ids[i]
+                if widths[u] > 0:
+                    lanes[filled[u]] = i
+                    filled[u] += 1
+            for u in range(patterns):
+                o = widths[u]
+                p = (offsets[u + 1] - offsets[u]) // k
+                A = coefficients[offsets[u] : offsets[u + 1]].reshape((k, p))
+                into = sums[offsets[u] : offsets[u + 1]].reshape((k, p))
+                for at in range(begin[u], begin[u + 1], caps[u]):
+                    m = min(caps[u], begin[u + 1] - at)
+                    F = features[: p * m].reshape((p, m))
+                    for j in range(m):
+                        row = lanes[at + j]
+                        for a in range(o):
+                            c = columns[u, a]
+                            F[a, j] = X[row, c] - reference[c]
+                    if second == 0:
+                        _upper_products(F, o, m)
+                    else:
+                        for a in range(o):
+                            for j in range(m):
+                                F[o + a, j] = F[a, j] * F[a, j]
+                    if weighted:
+                        for j in range(m):
+                            rows_w[j] = w[lanes[at + j]]
+                    L = log_prob[: k * m].reshape((k, m))
+                    np.dot(A, F, L)
+                    shift_by_peak(L, biases[u], peak[:m])
+                    exp_in_place(log_prob[: k * m], scratch)
+                    part = responsibilities(
+                        L,
+                        peak[:m],
+                        no_rows,
+                        rows_w[:m] if weighted else no_rows,
+                        norm[:m],
+                        found,
+                        flush,
+                    )
+                    if not np.isfinite(part):
+                        return log_likelihood, start
+                    log_likelihood += part
+                    for c in range(k):
+                        counts[u, c] += found[c]
+                    R = transposed[: m * k].reshape((m, k))
+                    for j in range(m):
+                        for c in range(k):
+                            R[j, c] = L[c, j]
+                    S = product[: p * k].reshape((p, k))
+                    np.dot(F, R, S)
+                    for c in range(k):
+                        for a in range(p):
+                            into[c, a] += S[a, c]
+        return log_likelihood, -1

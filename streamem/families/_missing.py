@@ -843,6 +843,49 @@ def _known_terms(
     return terms
 
 
+def frequent_terms(chol: np.ndarray, means: np.ndarray, missing: np.ndarray) -> tuple[list, list]:
+    """For each pattern of ``missing`` (U, D), the coefficients ``(A, b)`` of its observed
+    entries' log-density and its :class:`PatternTerms` (None for a pattern with nothing
+    observed), for :mod:`streamem.families._frequent`; ``means`` centred."""
+    coefficients = conditional_coefficients(chol, means)
+    k = len(means)
+    pairs, terms = [], []
+    for pattern in missing:
+        if pattern.all():
+            pairs.append((np.zeros((k, 0)), np.zeros(k)))
+            terms.append(None)
+            continue
+        columns = np.flatnonzero(pattern)
+        pattern_terms = _pattern_terms(coefficients, columns, _cached_shape(coefficients, columns))
+        pairs.append((pattern_terms.A, pattern_terms.b))
+        terms.append(pattern_terms)
+    return pairs, terms
+
+
+def frequent_sums(counts: np.ndarray, sums: list, terms: list, d: int) -> np.ndarray:
+    """The complete-data sums ``[Σ r x', Σ r x'_i x'_j]`` (K, P) from each pattern's
+    responsibilities' sums ``counts`` (U, K) and observed entries' moments ``sums``."""
+    k = counts.shape[1]
+    first, second = np.zeros((k, d)), np.zeros((k, d, d))
+    kernels = compiled()
+    for S0, S, t in zip(counts, sums, terms, strict=True):
+        if t is None:
+            continue
+        kernels.pattern_moments(
+            np.ascontiguousarray(S),
+            S0,
+            t.regression,
+            t.offset,
+            t.covariance,
+            t.observed,
+            t.missing,
+            first,
+            second,
+        )
+    iu0, iu1 = _upper(d)
+    return np.concatenate([first, second[:, iu0, iu1]], axis=1)
+
+
 @functools.cache
 def _upper(o: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.triu_indices(o)``, read-only and kept (every pattern with o observed entries)."""

@@ -306,6 +306,23 @@ class Gaussian(MaskedFeatures):
         reference = params.means[0] - coefficients.means[0]
         return _missing.conditional_impute(block, coefficients, carry, resp, reference)
 
+    # a chunk whose rows share a few patterns (families/_frequent.py): full and tied. (Diag
+    # and spherical take their masked features, one GEMM in the chunk's order: with the
+    # pattern's terms as its bias instead, the buckets' gathers and small GEMMs cost more,
+    # 5.0 against 4.7 ms for 62 500 rows cut at depths, D = 16, K = 8.)
+
+    @property
+    def pattern_features(self) -> int | None:
+        return 0 if self._conditional else None
+
+    def pattern_coefficients(self, params: GaussianParams, reference: np.ndarray, missing):
+        means = params.means - reference
+        return _missing.frequent_terms(params.precisions_cholesky, means, missing)
+
+    def pattern_statistics(self, counts, sums, terms, reference):
+        total = _missing.frequent_sums(counts, sums, terms, reference.shape[0])
+        return self.finalize(counts.sum(axis=0), total, reference)
+
     def expected_values(self, params: GaussianParams) -> np.ndarray:
         return params.means
 

@@ -759,9 +759,12 @@ def test_frequent_patterns_in_one_call_per_run_equal_the_numpy_reference(
     w = rng.random(len(X)) * 2 if weighted else None
     family = Gaussian(covariance_type, 1e-6, "marginalize")
     model = Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, 3))
+    from streamem.families import _frequent
+
     calls = []
     frequent = _missing._frequent_estep
     monkeypatch.setattr(_missing, "_frequent_estep", lambda *a: calls.append(1) or frequent(*a))
+    monkeypatch.setattr(_frequent, "PATTERN_LIMIT", 0)  # the general path's runs
     results = {}
     for name in ("numba", "numpy"):
         monkeypatch.setattr(_kernels, "KERNELS", name)
@@ -855,7 +858,7 @@ def test_a_slab_of_frequent_or_of_rare_patterns_is_one_block_in_the_e_step(monke
     blocks of ``step`` rows), with the numbers of the blocks of ``step`` rows; random gaps
     with rows that have nothing observed: one block, the kernel's one pass over the rows
     with something observed, the NumPy reference's numbers."""
-    from streamem.families import _compiled, _missing
+    from streamem.families import _compiled, _frequent, _missing
 
     from .test_gaussian import random_params
 
@@ -891,6 +894,7 @@ def test_a_slab_of_frequent_or_of_rare_patterns_is_one_block_in_the_e_step(monke
             yield block
 
     monkeypatch.setattr(_missing, "conditional_blocks", spy)
+    monkeypatch.setattr(_frequent, "PATTERN_LIMIT", 0)  # the general path's slabs
     whole = chunk_estep(X, None, (model,), 0)
     assert len(seen) == 1
     monkeypatch.setattr(

@@ -1,0 +1,183 @@
+"""A chunk whose rows share a few missingness patterns, in one compiled call per model
+(:mod:`streamem.families._frequent`): the same log-likelihood and statistics as the general
+missing-value path and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+from streamem import _kernels
+from streamem.estep import chunk_estep
+from streamem.families import _compiled, _frequent
+from streamem.families._base import Mixture
+from streamem.families.gaussian import Gaussian
+
+from .test_gaussian import random_params
+
+pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not importable")
+
+
+def cut_at_depths(rng: np.random.Generator, n: int, d: int, depths, dtype=np.float64):
+    """Rows of three clusters, each observed down to a depth drawn from ``depths`` (0:
+    nothing observed; d: complete)."""
+    X = rng.normal(size=(n, d)) * 1.5 + rng.integers(0, 3, n)[:, None] * 3.0
+    depth = rng.choice(depths, size=n)
+    X[np.arange(d)[None, :] >= depth[:, None]] = np.nan
+    return X.astype(dtype)
+
+
+def estep_ways(X, w, models, monkeypatch):
+    """The E-step of ``X`` through this path (which must run), the general compiled path
+    and the NumPy reference."""
+    calls = []
+    kernel = _compiled.pattern_chunk_estep
+    monkeypatch.setattr(_compiled, "pattern_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
+    few = chunk_estep(X, w, models, 0)
+    assert calls
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(_frequent, "PATTERN_LIMIT", 0)
+        general = chunk_estep(X, w, models, 0)
+        patch.setattr(_kernels, "KERNELS", "numpy")
+        reference = chunk_estep(X, w, models, 0)
+    assert not calls
+    return few, general, reference
+
+
+def assert_same(a, b):
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
+    assert a.weight == b.weight and a.n_rows == b.n_rows
+    for stats_a, stats_b in zip(a.stats, b.stats, strict=True):
+        assert type(stats_a) is type(stats_b)
+        for x, y in zip(stats_a, stats_b, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("step", "cap"), [(4096, None), (200, 37)])
+def test_few_patterns_equal_the_general_path_and_the_numpy_reference(
+    covariance_type, weighted, dtype, step, cap, monkeypatch
+):
+    """Profiles cut at four depths, complete rows and rows with nothing observed among
+    them, two models sharing the pass (one with its own number of components): the
+    log-likelihoods and statistics of the buckets of patterns — in blocks of ``step`` rows
+    and, with ``cap``, buckets taken ``cap`` rows at a time — are the general path's and
+    the NumPy reference's."""
+    rng = np.random.default_rng(21)
+    d = 6
+    X = cut_at_depths(rng, 3000, d, [0, 2, 4, 5, 6], dtype)
+    w = rng.random(len(X)) * 2 if weighted else None
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    models = tuple(
+        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
+        for k in (3, 5)
+    )
+    monkeypatch.setattr(_frequent, "PATTERN_STEP_ROWS", step)
+    if cap is not None:
+        monkeypatch.setattr(_frequent, "cached_block_rows", lambda p: cap)
+    few, general, reference = estep_ways(X, w, models, monkeypatch)
+    assert_same(few, general)
+    assert_same(few, reference)
+
+
+def test_rows_with_nothing_observed_add_nothing(monkeypatch):
+    """Rows with nothing observed add nothing: the chunk without them gives the same
+    statistics, its log-likelihood and its rows' weight aside."""
+    rng = np.random.default_rng(22)
+    d = 5
+    X = cut_at_depths(rng, 2000, d, [0, 3, 5])
+    family = Gaussian("full", 1e-6, "marginalize")
+    model = Mixture(family, np.full(2, 0.5), random_params("full", 2, d, 4))
+    few, _, _ = estep_ways(X, None, (model,), monkeypatch)
+    kept = ~np.isnan(X).all(axis=1)
+    without, _, _ = estep_ways(X[kept], None, (model,), monkeypatch)
+    np.testing.assert_allclose(few.log_likelihood, without.log_likelihood, rtol=1e-12)
+    for x, y in zip(few.stats[0], without.stats[0], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize(
+    ("rows", "depths", "taken"),
+    [
+        (3000, [1, 3, 6], True),
+        (3000, list(range(7)), True),
+        (40, list(range(7)), False),  # fewer than PATTERN_MIN_ROWS rows a pattern
+        (3000, None, False),  # random gaps: more than PATTERN_LIMIT patterns
+    ],
+)
+def test_which_chunks_take_the_few_patterns_path(rows, depths, taken, monkeypatch):
+    rng = np.random.default_rng(23)
+    d = 6
+    if depths is None:
+        X = rng.normal(size=(rows, d))
+        X[rng.random(X.shape) < 0.3] = np.nan
+    else:
+        X = cut_at_depths(rng, rows, d, depths)
+    calls = []
+    kernel = _compiled.pattern_chunk_estep
+    monkeypatch.setattr(_compiled, "pattern_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
+    family = Gaussian("full", 1e-6, "marginalize")
+    chunk_estep(X, None, (Mixture(family, np.full(2, 0.5), random_params("full", 2, d)),))
+    assert bool(calls) == taken
+
+
+def test_diagonal_gaussians_keep_their_masked_features(monkeypatch):
+    """Diagonal and spherical Gaussians take their masked features (one GEMM in the chunk's
+    order), not the buckets of patterns."""
+    rng = np.random.default_rng(24)
+    X = cut_at_depths(rng, 3000, 6, [2, 4, 6])
+    monkeypatch.setattr(_compiled, "pattern_chunk_estep", None)
+    for covariance_type in ("diag", "spherical"):
+        family = Gaussian(covariance_type, 1e-6, "marginalize")
+        params = random_params(covariance_type, 2, 6)
+        chunk_estep(X, None, (Mixture(family, np.full(2, 0.5), params),))
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_an_infinite_value_among_few_patterns_names_its_row(kernels, monkeypatch):
+    rng = np.random.default_rng(25)
+    d = 5
+    X = cut_at_depths(rng, 2000, d, [2, 4])
+    X[1500, 1] = np.inf
+    family = Gaussian("tied", 1e-6, "marginalize")
+    model = Mixture(family, np.full(2, 0.5), random_params("tied", 2, d, 1))
+    monkeypatch.setattr(_kernels, "KERNELS", kernels)
+    with pytest.raises(ValueError, match="infinity.*1 such row.*first at row 1507"):
+        chunk_estep(X, None, (model,), 7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=hst.integers(0, 2**32 - 1),
+    d=hst.integers(1, 64),
+    n_patterns=hst.integers(1, 12),
+    rows=hst.integers(0, 300),
+    limit=hst.integers(1, 16),
+)
+def test_pattern_ids_number_the_patterns_in_order_of_first_appearance(
+    seed, d, n_patterns, rows, limit
+):
+    """Against ``np.unique``: the ids, the patterns' bits and their rows, or nothing once
+    the patterns are more than ``limit``."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((n_patterns, d)) < rng.random()
+    missing = patterns[rng.integers(0, n_patterns, rows)]
+    X = np.where(missing, np.nan, rng.normal(size=missing.shape))
+    ids, keys, counts = _compiled.pattern_ids(X, limit)
+    _, first, inverse, found = np.unique(
+        missing, axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
+    if len(first) > limit:
+        assert len(ids) == len(keys) == len(counts) == 0
+        return
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    np.testing.assert_array_equal(ids, rank[inverse.ravel()])
+    bits = (keys[:, None] >> np.arange(d, dtype=np.uint64)) & np.uint64(1)
+    np.testing.assert_array_equal(bits.astype(bool), missing[np.sort(first)])
+    np.testing.assert_array_equal(counts, found[np.argsort(first)])
