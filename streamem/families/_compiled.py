@@ -918,17 +918,13 @@ else:
         """A diagonal or spherical Gaussian's masked features ``[m ⊙ x', m ⊙ x'², m]``
         into ``features`` (3D, n) for rows with NaN (``x' = x − reference``); returns the
         rows with none observed (n,). The centred rows transposed, then each feature's row
-        along the block (the same operations as ``Gaussian.masked_features``, so the same
-        numbers)."""
+        along the block, counting each row's observed entries (the same operations as
+        ``Gaussian.masked_features``, so the same numbers)."""
         n, d = values.shape
-        empty = np.empty(n, np.bool_)
         for i in range(n):
-            none = True
             for j in range(d):
-                v = values[i, j]
-                features[j, i] = v - reference[j]
-                none &= v != v  # NaN
-            empty[i] = none
+                features[j, i] = values[i, j] - reference[j]
+        seen = np.zeros(n)
         for j in range(d):
             x, square, mask = features[j], features[d + j], features[2 * d + j]
             for i in range(n):  # selects, not branches: random gaps would mispredict
@@ -937,8 +933,12 @@ else:
                 w = v if ok else 0.0
                 x[i] = w
                 square[i] = w * w
-                mask[i] = 1.0 if ok else 0.0
-        return empty
+                m = 1.0 if ok else 0.0
+                mask[i] = m
+                seen[i] += m
+        # (a test of every entry in the transposing pass kept it from vectorising: 15.5
+        # against 14.1 µs for 1176 rows of 16 features)
+        return seen == 0.0
 
     # -- the exponential, vectorised ----------------------------------------------------------
     # exp(v) = 2ᵏ exp(r), k = round(v / log 2), r = v − k log 2 (Cody & Waite: log 2 in two
