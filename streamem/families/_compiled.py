@@ -1146,10 +1146,14 @@ else:
         k = biases.shape[1]
         p_max = 1
         cap_max = 1
+        feature_max = 1
         for u in range(patterns):
-            p_max = max(p_max, (offsets[u + 1] - offsets[u]) // k)
-            cap_max = max(cap_max, caps[u])
-        features = np.empty(p_max * cap_max)
+            p = (offsets[u + 1] - offsets[u]) // k
+            cap = min(caps[u], step)
+            p_max = max(p_max, p)
+            cap_max = max(cap_max, cap)
+            feature_max = max(feature_max, p * cap)
+        features = np.empty(feature_max)
         log_prob = np.empty(k * cap_max)
         scratch = np.empty(k * cap_max)
         transposed = np.empty(k * cap_max)
@@ -1183,8 +1187,9 @@ else:
                 p = (offsets[u + 1] - offsets[u]) // k
                 A = coefficients[offsets[u] : offsets[u + 1]].reshape((k, p))
                 into = sums[offsets[u] : offsets[u + 1]].reshape((k, p))
-                for at in range(begin[u], begin[u + 1], caps[u]):
-                    m = min(caps[u], begin[u + 1] - at)
+                cap = min(caps[u], step)
+                for at in range(begin[u], begin[u + 1], cap):
+                    m = min(cap, begin[u + 1] - at)
                     F = features[: p * m].reshape((p, m))
                     for j in range(m):
                         row = lanes[at + j]
