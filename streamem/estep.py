@@ -580,7 +580,7 @@ def _few_patterns(
     compiled call per model (:mod:`streamem.families._frequent`), where every model's
     family offers it; else None (also where a block's log-likelihood is not finite: the
     general path names the row)."""
-    if not all(getattr(m.family, "pattern_features", None) is not None for m in models):
+    if not all(getattr(m.family, "few_patterns", False) for m in models):
         return None
     table = _frequent.pattern_table(X)
     if table is None:

@@ -1115,7 +1115,6 @@ else:
         X,
         ids,
         reference,
-        second,
         columns,
         widths,
         coefficients,
@@ -1132,8 +1131,8 @@ else:
         in one call without the GIL: each pattern ``u``'s rows are the complete-data E-step
         of its observed entries ``columns[u, :widths[u]]`` (rows with none observed add
         nothing), with coefficients ``coefficients[offsets[u]:offsets[u + 1]]`` (K, P_u)
-        over the features ``[x'_o, x'_i x'_j (i ≤ j)]`` (``second`` 0) or ``[x'_o, x'_o²]``
-        (1) of ``x' = x − reference``, and biases ``biases[u]`` (K,). Per block of ``step``
+        over the features ``[x'_o, x'_i x'_j (i ≤ j)]`` of ``x' = x − reference``, and
+        biases ``biases[u]`` (K,). Per block of ``step``
         rows in the chunk's order, the rows are put in buckets by pattern (a counting
         sort of their indices) and each bucket taken ``caps[u]`` rows at a time, its
         features gathered from ``X`` (so they stay in a core's cache): one GEMM for the
@@ -1196,12 +1195,7 @@ else:
                         for a in range(o):
                             c = columns[u, a]
                             F[a, j] = X[row, c] - reference[c]
-                    if second == 0:
-                        _upper_products(F, o, m)
-                    else:
-                        for a in range(o):
-                            for j in range(m):
-                                F[o + a, j] = F[a, j] * F[a, j]
+                    _upper_products(F, o, m)
                     if weighted:
                         for j in range(m):
                             rows_w[j] = w[lanes[at + j]]

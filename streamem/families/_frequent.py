@@ -2,9 +2,8 @@
 
 Profiles cut at a few depths, sensors that drop out together, bands missing from some
 scenes: the rows of a chunk then have a handful of patterns, each shared by thousands of
-rows. Under one component a pattern's observed entries are Gaussian (for independent
-features, the observed ones; for full and tied covariances, the Gaussian of ``x_o`` with
-the Schur complement of the precision), so each pattern's rows take the complete-data
+rows. Under one component a pattern's observed entries are Gaussian (with the Schur
+complement of the precision as theirs), so each pattern's rows take the complete-data
 E-step of its observed entries — one GEMM over their expanded features for the
 log-densities and one for the moments — and the moments become the complete statistics
 once per pattern and chunk (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11).
@@ -16,11 +15,12 @@ more it stops early and the chunk goes to the general path), then each block's r
 in buckets by pattern and each bucket's features gathered from the chunk into a core's
 cache. Nothing is sorted or copied beforehand, and no Python runs per pattern and block.
 
-A family offers it with ``pattern_features`` (0: the features ``[x'_o, x'_i x'_j]`` of a
-full or tied Gaussian; 1: ``[x'_o, x'_o²]`` of independent Gaussian features),
-``pattern_coefficients(params, reference, missing)`` (for each pattern, ``A_u`` (K, P_u) and
-``b_u`` (K,), and what the statistics need) and ``pattern_statistics(counts, sums, terms,
-reference)``.
+A family offers it with ``few_patterns`` (true), ``pattern_coefficients(params, reference,
+missing)`` (for each pattern, ``A_u`` (K, P_u) over
+the features ``[x'_o, x'_i x'_j (i ≤ j)]`` of its observed entries and ``b_u`` (K,), and what
+the statistics need) and ``pattern_statistics(counts, sums, terms, reference)``: full and
+tied Gaussians. (Diagonal and spherical Gaussians keep their masked features, one GEMM in
+the chunk's order, which cost less than the buckets' gathers and small GEMMs.)
 """
 
 from __future__ import annotations
@@ -96,7 +96,6 @@ def chunk_estep(
         X,
         table.ids,
         np.ascontiguousarray(reference, np.float64),
-        family.pattern_features,
         columns,
         widths,
         np.ascontiguousarray(flat, np.float64),
