@@ -181,3 +181,39 @@ def test_pattern_ids_number_the_patterns_in_order_of_first_appearance(
     bits = (keys[:, None] >> np.arange(d, dtype=np.uint64)) & np.uint64(1)
     np.testing.assert_array_equal(bits.astype(bool), missing[np.sort(first)])
     np.testing.assert_array_equal(counts, found[np.argsort(first)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    covariance_type=hst.sampled_from(["full", "tied"]),
+    d=hst.integers(1, 9),
+    k=hst.integers(1, 4),
+    n_patterns=hst.integers(1, 6),
+    rows=hst.integers(48, 600),
+    weighted=hst.booleans(),
+    seed=hst.integers(0, 2**16),
+)
+def test_any_few_patterns_equal_the_numpy_reference(
+    covariance_type, d, k, n_patterns, rows, weighted, seed
+):
+    """Any dimension, number of components and of patterns (some with nothing observed,
+    some complete), weighted or not: the NumPy reference's log-likelihood and statistics."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((n_patterns, d)) < rng.random()
+    X = rng.normal(size=(rows, d)) * 2 + rng.integers(0, 3, rows)[:, None] * 2.5
+    X[patterns[rng.integers(0, n_patterns, rows)]] = np.nan
+    w = rng.random(rows) * 2 if weighted else None
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    params = random_params(covariance_type, k, d, seed)
+    model = Mixture(family, rng.dirichlet(np.ones(k)), params)
+    saved = _kernels.KERNELS
+    try:
+        few = chunk_estep(X, w, (model,), 0)
+        _kernels.KERNELS = "numpy"
+        reference = chunk_estep(X, w, (model,), 0)
+    finally:
+        _kernels.KERNELS = saved
+    if not np.isnan(X).any():  # no gaps: the complete-data kernel on both sides
+        return
+    assert _frequent.pattern_table(X) is not None
+    assert_same(few, reference)
