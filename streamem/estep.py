@@ -477,13 +477,15 @@ def _chunk_estep_missing(
     models: tuple[Mixture, ...],
     row_offset: int,
     policy: str,
+    few: bool = True,
 ) -> EStepResult:
     """:func:`chunk_estep` of a chunk with NaN: rows with NaN left out (``drop``) or their
-    missing entries marginalised (``marginalize``)."""
-    if policy == "marginalize":
-        few = _few_patterns(X, sample_weight, models)
-        if few is not None:
-            return few
+    missing entries marginalised (``marginalize``); ``few``: rows that share a few patterns
+    first (:func:`_few_patterns`)."""
+    if policy == "marginalize" and few:
+        found = _few_patterns(X, sample_weight, models)
+        if found is not None:
+            return found
     groups = _by_key(models)
     families = [g[0][1].family for g in groups.values()]
     observed = complete = None
@@ -574,12 +576,15 @@ def _chunk_estep_missing(
 
 
 def _few_patterns(
-    X: np.ndarray, sample_weight: np.ndarray | None, models: tuple[Mixture, ...]
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    models: tuple[Mixture, ...],
 ) -> EStepResult | None:
     """:func:`chunk_estep` of a chunk whose rows share a few missingness patterns, one
-    compiled call per model (:mod:`streamem.families._frequent`), where every model's
-    family offers it; else None (also where a block's log-likelihood is not finite: the
-    general path names the row)."""
+    compiled call per model (:mod:`streamem.families._frequent`), the rows of its rare
+    patterns (if any) by the general path; None where some model's family does not offer
+    it, the chunk's patterns are not few, or a block's log-likelihood is not finite (the
+    general path then names the row)."""
     if not all(getattr(m.family, "few_patterns", False) for m in models):
         return None
     table = _frequent.pattern_table(X)
@@ -601,6 +606,15 @@ def _few_patterns(
             return None
         stats.append(found[0])
         log_likelihood[i] = found[1]
+    rows = _frequent.rest(table)
+    if len(rows):
+        w = None if sample_weight is None else sample_weight[rows]
+        try:
+            others = _chunk_estep_missing(X[rows], w, models, 0, "marginalize", few=False)
+        except ValueError:  # named by the general path over the whole chunk
+            return None
+        log_likelihood += others.log_likelihood
+        stats = [m.family.merge(a, b) for m, a, b in zip(models, stats, others.stats, strict=True)]
     weight = float(len(X) if sample_weight is None else sample_weight.sum())
     return EStepResult(tuple(stats), log_likelihood, weight, len(X))
 

@@ -101,29 +101,102 @@ def test_rows_with_nothing_observed_add_nothing(monkeypatch):
         np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
 
 
+def with_stray_gaps(rng: np.random.Generator, X: np.ndarray, rate: float) -> np.ndarray:
+    """``X`` with a share ``rate`` of its entries missing at random besides."""
+    X = X.copy()
+    X[rng.random(X.shape) < rate] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_frequent_patterns_with_stray_gaps_split_between_the_paths(
+    covariance_type, weighted, monkeypatch
+):
+    """Profiles cut at depths with a few stray gaps besides (more patterns than the buckets
+    take): the rows of patterns with ``FREQUENT_ROWS`` rows or more go to the buckets, the
+    others to the general path, and the merged statistics are the general path's and the
+    NumPy reference's."""
+    rng = np.random.default_rng(26)
+    d = 10
+    X = with_stray_gaps(rng, cut_at_depths(rng, 4000, d, [0, 3, 6, 10]), 0.02)
+    table = _frequent.pattern_table(X)
+    assert len(table.taken) > _frequent.PATTERN_LIMIT and 0 < table.taken.sum() < 5
+    rest = _frequent.rest(table)
+    assert 0 < len(rest) < len(X) // 4
+    w = rng.random(len(X)) * 2 if weighted else None
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    models = tuple(
+        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
+        for k in (2, 4)
+    )
+    general_rows = []
+    import streamem.estep as estep
+
+    general = estep._chunk_estep_missing
+
+    def spy(X, *args, **kwargs):
+        if not kwargs.get("few", True):
+            general_rows.append(len(X))
+        return general(X, *args, **kwargs)
+
+    monkeypatch.setattr(estep, "_chunk_estep_missing", spy)
+    few, general_path, reference = estep_ways(X, w, models, monkeypatch)
+    assert general_rows[0] == len(rest)
+    assert_same(few, general_path)
+    assert_same(few, reference)
+
+
+@pytest.mark.parametrize("row", [100, 2500])
+def test_an_infinite_value_with_stray_gaps_names_its_row(row):
+    """Whichever path its row takes (a frequent pattern's or a stray gap's), an infinite
+    value is named at its row of the chunk."""
+    rng = np.random.default_rng(27)
+    d = 10
+    X = with_stray_gaps(rng, cut_at_depths(rng, 4000, d, [3, 6, 10]), 0.02)
+    X[row] = 1.0
+    X[row, 4] = np.nan  # a stray gap's pattern at 2500, a frequent one at 100
+    if row == 100:
+        X[row, 3:] = np.nan
+    table = _frequent.pattern_table(X)
+    assert table.taken[table.ids[row]] == (row == 100)
+    X[row, 0] = np.inf
+    family = Gaussian("full", 1e-6, "marginalize")
+    model = Mixture(family, np.full(2, 0.5), random_params("full", 2, d, 1))
+    with pytest.raises(ValueError, match=f"infinity.*1 such row.*first at row {row + 50}"):
+        chunk_estep(X, None, (model,), 50)
+
+
 @pytest.mark.parametrize(
-    ("rows", "depths", "taken"),
+    ("rows", "d", "gaps", "taken"),
     [
-        (3000, [1, 3, 6], True),
-        (3000, list(range(7)), True),
-        (40, list(range(7)), False),  # fewer than PATTERN_MIN_ROWS rows a pattern
-        (3000, None, False),  # random gaps: more than PATTERN_LIMIT patterns
+        (3000, 6, [1, 3, 6], "all"),
+        (3000, 6, list(range(7)), "all"),
+        (40, 6, list(range(7)), "none"),  # fewer than PATTERN_MIN_ROWS rows a pattern
+        (3000, 6, 0.3, "frequent"),  # 64 patterns: those of FREQUENT_ROWS rows or more
+        (3000, 16, 0.3, "none"),  # random gaps: no pattern of FREQUENT_ROWS rows
+        (9000, 16, 0.5, "none"),  # more than HASH_LIMIT patterns
     ],
 )
-def test_which_chunks_take_the_few_patterns_path(rows, depths, taken, monkeypatch):
+def test_which_rows_take_the_few_patterns_path(rows, d, gaps, taken, monkeypatch):
     rng = np.random.default_rng(23)
-    d = 6
-    if depths is None:
+    if isinstance(gaps, float):
         X = rng.normal(size=(rows, d))
-        X[rng.random(X.shape) < 0.3] = np.nan
+        X[rng.random(X.shape) < gaps] = np.nan
     else:
-        X = cut_at_depths(rng, rows, d, depths)
+        X = cut_at_depths(rng, rows, d, gaps)
+    _, inverse, counts = np.unique(np.isnan(X), axis=0, return_inverse=True, return_counts=True)
+    frequent = counts[inverse.ravel()] >= _frequent.FREQUENT_ROWS
+    expected = {"all": rows, "none": 0, "frequent": int(frequent.sum())}[taken]
+    assert 0 < expected < rows or taken != "frequent"
+    table = _frequent.pattern_table(X)
+    assert (0 if table is None else rows - len(_frequent.rest(table))) == expected
     calls = []
     kernel = _compiled.pattern_chunk_estep
     monkeypatch.setattr(_compiled, "pattern_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
     family = Gaussian("full", 1e-6, "marginalize")
     chunk_estep(X, None, (Mixture(family, np.full(2, 0.5), random_params("full", 2, d)),))
-    assert bool(calls) == taken
+    assert bool(calls) == bool(expected)
 
 
 def test_diagonal_gaussians_keep_their_masked_features(monkeypatch):
