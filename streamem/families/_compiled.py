@@ -988,6 +988,53 @@ else:
 
     # -- the chunk kernel of a Gaussian, in one call -----------------------------------------
 
+    @njit(cache=True, nogil=True)
+    def block_scratch(k, p, n):  # pragma: no cover - compiled
+        """Float64 work space of :func:`_block_estep` for K components, P features and
+        blocks of at most n rows."""
+        return 3 * k * n + p * k + 2 * n + k
+
+    @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+    def _block_estep(A, F, bias, w, flush, counts, sums, work):  # pragma: no cover - compiled
+        """One block's E-step under one model: its log-probabilities ``A · F`` (a GEMM, A
+        (K, P), F (P, n) feature-major) plus ``bias`` (K,), the responsibilities (times the
+        row weights ``w`` unless empty), their sums added to ``counts`` (K,) and ``r Fᵀ``
+        to ``sums`` (K, P), computed as ``F rᵀ`` through a contiguous ``rᵀ``. Returns the
+        block's log-likelihood; where it is not finite, ``counts`` and ``sums`` are left
+        as they were. ``work``: :func:`block_scratch` values at least."""
+        k, p = A.shape
+        n = F.shape[1]
+        kn = k * n
+        log_prob = work[:kn]
+        scratch = work[kn : 2 * kn]
+        transposed = work[2 * kn : 3 * kn]
+        product = work[3 * kn : 3 * kn + p * k]
+        rest = 3 * kn + p * k
+        peak, norm, found = (
+            work[rest : rest + n],
+            work[rest + n : rest + 2 * n],
+            work[rest + 2 * n : rest + 2 * n + k],
+        )
+        L = log_prob.reshape((k, n))
+        np.dot(A, F, L)
+        shift_by_peak(L, bias, peak)
+        exp_in_place(log_prob, scratch)
+        part = responsibilities(L, peak, work[:0], w, norm, found, flush)
+        if not np.isfinite(part):
+            return part
+        for c in range(k):
+            counts[c] += found[c]
+        R = transposed.reshape((n, k))
+        for j in range(n):
+            for c in range(k):
+                R[j, c] = L[c, j]
+        S = product.reshape((p, k))
+        np.dot(F, R, S)
+        for c in range(k):
+            for a in range(p):
+                sums[c, a] += S[a, c]
+        return part
+
     @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
     def gaussian_chunk_estep(
         X, reference, second, coefficients, biases, w, step, flush, counts, sums, columns
@@ -1011,13 +1058,7 @@ else:
         for m in range(models):
             k_max = max(k_max, coefficients[m].shape[0])
         features = np.empty(p * step)
-        log_prob = np.empty(k_max * step)
-        scratch = np.empty(k_max * step)
-        transposed = np.empty(k_max * step)
-        product = np.empty(p * k_max)
-        peak = np.empty(step)
-        norm = np.empty(step)
-        found = np.empty(k_max)
+        work = np.empty(block_scratch(k_max, p, step))
         no_rows = np.empty(0)
         block_w = np.empty(step if second < 0 else 0)
         log_likelihood = np.zeros(models)
@@ -1038,31 +1079,12 @@ else:
                     for j in range(width):
                         rows_w[j] = 0.0 if empty[j] else (w[start + j] if weighted else 1.0)
             for m in range(models):
-                A = coefficients[m]
-                k = A.shape[0]
-                L = log_prob[: k * width].reshape((k, width))
-                np.dot(A, F, L)
-                shift_by_peak(L, biases[m], peak[:width])
-                exp_in_place(log_prob[: k * width], scratch)
-                part = responsibilities(
-                    L, peak[:width], no_rows, rows_w, norm[:width], found[:k], flush
+                part = _block_estep(
+                    coefficients[m], F, biases[m], rows_w, flush, counts[m], sums[m], work
                 )
                 if not np.isfinite(part):
                     return log_likelihood, start
                 log_likelihood[m] += part
-                total = counts[m]
-                for c in range(k):
-                    total[c] += found[c]
-                R = transposed[: width * k].reshape((width, k))
-                for j in range(width):
-                    for c in range(k):
-                        R[j, c] = L[c, j]
-                S = product[: p * k].reshape((p, k))
-                np.dot(F, R, S)
-                into = sums[m]
-                for c in range(k):
-                    for a in range(p):
-                        into[c, a] += S[a, c]
         return log_likelihood, -1
 
     # -- chunks whose rows share a few missingness patterns ----------------------------------
@@ -1153,13 +1175,7 @@ else:
             cap_max = max(cap_max, cap)
             feature_max = max(feature_max, p * cap)
         features = np.empty(feature_max)
-        log_prob = np.empty(k * cap_max)
-        scratch = np.empty(k * cap_max)
-        transposed = np.empty(k * cap_max)
-        product = np.empty(p_max * k)
-        peak = np.empty(cap_max)
-        norm = np.empty(cap_max)
-        found = np.empty(k)
+        work = np.empty(block_scratch(k, p_max, cap_max))
         rows_w = np.empty(cap_max)
         no_rows = np.empty(0)
         filled = np.empty(patterns, np.int64)
@@ -1199,31 +1215,9 @@ else:
                     if weighted:
                         for j in range(m):
                             rows_w[j] = w[lanes[at + j]]
-                    L = log_prob[: k * m].reshape((k, m))
-                    np.dot(A, F, L)
-                    shift_by_peak(L, biases[u], peak[:m])
-                    exp_in_place(log_prob[: k * m], scratch)
-                    part = responsibilities(
-                        L,
-                        peak[:m],
-                        no_rows,
-                        rows_w[:m] if weighted else no_rows,
-                        norm[:m],
-                        found,
-                        flush,
-                    )
+                    block_w = rows_w[:m] if weighted else no_rows
+                    part = _block_estep(A, F, biases[u], block_w, flush, counts[u], into, work)
                     if not np.isfinite(part):
                         return log_likelihood, start
                     log_likelihood += part
-                    for c in range(k):
-                        counts[u, c] += found[c]
-                    R = transposed[: m * k].reshape((m, k))
-                    for j in range(m):
-                        for c in range(k):
-                            R[j, c] = L[c, j]
-                    S = product[: p * k].reshape((p, k))
-                    np.dot(F, R, S)
-                    for c in range(k):
-                        for a in range(p):
-                            into[c, a] += S[a, c]
         return log_likelihood, -1

@@ -53,7 +53,6 @@ class PatternTable(NamedTuple):
 
     ids: np.ndarray  # (n,) each row's pattern
     missing: np.ndarray  # (U, D) bool: the patterns
-    rows: np.ndarray  # (U,) rows of each
     taken: np.ndarray  # (U,) bool: the patterns the buckets take
 
 
@@ -74,7 +73,7 @@ def pattern_table(X: np.ndarray) -> PatternTable | None:
             return None
     bits = np.arange(X.shape[1], dtype=np.uint64)
     missing = ((keys[:, None] >> bits[None, :]) & np.uint64(1)).astype(bool)
-    return PatternTable(ids, missing, rows, taken)
+    return PatternTable(ids, missing, taken)
 
 
 def rest(table: PatternTable) -> np.ndarray:

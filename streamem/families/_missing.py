@@ -871,19 +871,39 @@ def frequent_sums(counts: np.ndarray, sums: list, terms: list, d: int) -> np.nda
     for S0, S, t in zip(counts, sums, terms, strict=True):
         if t is None:
             continue
-        kernels.pattern_moments(
-            np.ascontiguousarray(S),
-            S0,
-            t.regression,
-            t.offset,
-            t.covariance,
-            t.observed,
-            t.missing,
-            first,
-            second,
-        )
-    iu0, iu1 = _upper(d)
+        _compiled_moments(kernels, t, np.ascontiguousarray(S), S0, first, second)
+    return _complete_sums(first, second)
+
+
+def _complete_sums(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The complete-data sums ``[Σ r x', Σ r x'_i x'_j (i ≤ j)]`` (K, P) from the first
+    (K, D) and second (K, D, D) moments."""
+    iu0, iu1 = _upper(first.shape[1])
     return np.concatenate([first, second[:, iu0, iu1]], axis=1)
+
+
+def _compiled_moments(
+    kernels: Any,
+    terms: PatternTerms,
+    S: np.ndarray,
+    S0: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+) -> None:
+    """``pattern_moments``: one pattern's observed moments ``S`` and ``S0`` as complete
+    moments, added to ``first`` and ``second`` (the algebra of
+    :func:`_add_pattern_moments`)."""
+    kernels.pattern_moments(
+        S,
+        S0,
+        terms.regression,
+        terms.offset,
+        terms.covariance,
+        terms.observed,
+        terms.missing,
+        first,
+        second,
+    )
 
 
 @functools.cache
@@ -1102,8 +1122,7 @@ def conditional_estep(
         second,
         work_array(block.work, "estep", (kernels.estep_scratch(d, k),)),
     )
-    iu0, iu1 = _upper(d)
-    return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
+    return log_likelihood, _complete_sums(first, second)
 
 
 def _frequent_estep(
@@ -1147,19 +1166,8 @@ def _frequent_estep(
                 return math.nan, np.zeros((k, d + d * (d + 1) // 2))
             log_likelihood += part[0]
             counts += S0
-            kernels.pattern_moments(
-                S,
-                S0,
-                terms.regression,
-                terms.offset,
-                terms.covariance,
-                terms.observed,
-                terms.missing,
-                first,
-                second,
-            )
-    iu0, iu1 = _upper(d)
-    return log_likelihood, np.concatenate([first, second[:, iu0, iu1]], axis=1)
+            _compiled_moments(kernels, terms, S, S0, first, second)
+    return log_likelihood, _complete_sums(first, second)
 
 
 def _filled_single_rows(
@@ -1196,8 +1204,7 @@ def _add_pattern_moments(
     S0 = r.sum(axis=1)
     kernels = compiled()
     if kernels is not None:  # the same algebra, one compiled call
-        B, a, W = terms.regression, terms.offset, terms.covariance
-        kernels.pattern_moments(S, S0, B, a, W, terms.observed, terms.missing, first, second)
+        _compiled_moments(kernels, terms, S, S0, first, second)
         return
     S1 = S[:, :o]
     S2 = np.empty((len(S), o, o))
@@ -1265,8 +1272,7 @@ def conditional_sums(
             (positions[None] + offsets).ravel(), values.ravel(), minlength=k * d * d
         )
     second += flat.reshape(k, d, d)
-    iu0, iu1 = _upper(d)
-    return np.concatenate([first, second[:, iu0, iu1]], axis=1)
+    return _complete_sums(first, second)
 
 
 def conditional_impute(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from streamem import _kernels
+from streamem import _kernels, estep
 from streamem.estep import chunk_estep
 from streamem.families import _compiled, _frequent
 from streamem.families._base import Mixture
@@ -29,12 +29,27 @@ def cut_at_depths(rng: np.random.Generator, n: int, d: int, depths, dtype=np.flo
     return X.astype(dtype)
 
 
-def estep_ways(X, w, models, monkeypatch):
-    """The E-step of ``X`` through this path (which must run), the general compiled path
-    and the NumPy reference."""
+def kernel_calls(monkeypatch) -> list:
+    """A list that gets an entry at each call of the bucket kernel."""
     calls = []
     kernel = _compiled.pattern_chunk_estep
     monkeypatch.setattr(_compiled, "pattern_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
+    return calls
+
+
+def models_sharing_a_pass(rng: np.random.Generator, covariance_type: str, d: int, ks) -> tuple:
+    """Models of ``ks`` components sharing a pass."""
+    family = Gaussian(covariance_type, 1e-6, "marginalize")
+    return tuple(
+        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
+        for k in ks
+    )
+
+
+def estep_ways(X, w, models, monkeypatch):
+    """The E-step of ``X`` through this path (which must run), the general compiled path
+    and the NumPy reference."""
+    calls = kernel_calls(monkeypatch)
     few = chunk_estep(X, w, models, 0)
     assert calls
     calls.clear()
@@ -72,11 +87,7 @@ def test_few_patterns_equal_the_general_path_and_the_numpy_reference(
     d = 6
     X = cut_at_depths(rng, 3000, d, [0, 2, 4, 5, 6], dtype)
     w = rng.random(len(X)) * 2 if weighted else None
-    family = Gaussian(covariance_type, 1e-6, "marginalize")
-    models = tuple(
-        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
-        for k in (3, 5)
-    )
+    models = models_sharing_a_pass(rng, covariance_type, d, (3, 5))
     monkeypatch.setattr(_frequent, "PATTERN_STEP_ROWS", step)
     if cap is not None:
         monkeypatch.setattr(_frequent, "cached_block_rows", lambda p: cap)
@@ -125,14 +136,8 @@ def test_frequent_patterns_with_stray_gaps_split_between_the_paths(
     rest = _frequent.rest(table)
     assert 0 < len(rest) < len(X) // 4
     w = rng.random(len(X)) * 2 if weighted else None
-    family = Gaussian(covariance_type, 1e-6, "marginalize")
-    models = tuple(
-        Mixture(family, rng.dirichlet(np.ones(k)), random_params(covariance_type, k, d, k))
-        for k in (2, 4)
-    )
+    models = models_sharing_a_pass(rng, covariance_type, d, (2, 4))
     general_rows = []
-    import streamem.estep as estep
-
     general = estep._chunk_estep_missing
 
     def spy(X, *args, **kwargs):
@@ -191,9 +196,7 @@ def test_which_rows_take_the_few_patterns_path(rows, d, gaps, taken, monkeypatch
     assert 0 < expected < rows or taken != "frequent"
     table = _frequent.pattern_table(X)
     assert (0 if table is None else rows - len(_frequent.rest(table))) == expected
-    calls = []
-    kernel = _compiled.pattern_chunk_estep
-    monkeypatch.setattr(_compiled, "pattern_chunk_estep", lambda *a: calls.append(1) or kernel(*a))
+    calls = kernel_calls(monkeypatch)
     family = Gaussian("full", 1e-6, "marginalize")
     chunk_estep(X, None, (Mixture(family, np.full(2, 0.5), random_params("full", 2, d)),))
     assert bool(calls) == bool(expected)
